@@ -1,0 +1,52 @@
+// Fluence Portal: small behaviours htmx does not cover. Loaded as a file: the CSP forbids inline scripts.
+"use strict";
+
+// "updated N s ago": count up from the server's data time between refreshes.
+function tickUpdatedAgo() {
+  const now = Date.now() / 1000;
+  document.querySelectorAll("[data-updated-at]").forEach((element) => {
+    const at = Number(element.dataset.updatedAt);
+    const target = element.querySelector(".updated-ago");
+    if (!at || !target) return;
+    const seconds = Math.max(0, Math.round(now - at));
+    target.textContent = seconds < 60 ? `${seconds} s ago` : `${Math.floor(seconds / 60)} min ago`;
+  });
+}
+setInterval(tickUpdatedAgo, 1000);
+
+// Copy buttons: copy the text of the element named by data-copy-target.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-copy-target]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copyTarget);
+  if (!source || !navigator.clipboard) return;
+  navigator.clipboard.writeText(source.textContent.trim()).then(() => {
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  });
+});
+
+// A failed htmx request must not fail silently: say so above the table or section that asked.
+document.addEventListener("htmx:responseError", (event) => {
+  showRequestProblem(event.detail.elt, `The portal answered with an error (HTTP ${event.detail.xhr.status}). The data shown may be out of date.`);
+});
+document.addEventListener("htmx:sendError", (event) => {
+  showRequestProblem(event.detail.elt, "The portal could not be reached. The data shown may be out of date; it will retry.");
+});
+document.addEventListener("htmx:afterSwap", () => {
+  document.querySelectorAll(".request-problem").forEach((element) => element.remove());
+});
+
+function showRequestProblem(element, text) {
+  const anchor = element.closest("section, table, form") || document.querySelector("main");
+  if (!anchor || !anchor.parentNode) return;
+  let notice = anchor.parentNode.querySelector(":scope > .request-problem");
+  if (!notice) {
+    notice = document.createElement("p");
+    notice.className = "notice notice-error request-problem";
+    notice.setAttribute("role", "alert");
+    anchor.parentNode.insertBefore(notice, anchor);
+  }
+  notice.textContent = text;
+}
