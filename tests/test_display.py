@@ -1,0 +1,309 @@
+"""The text the pages show for money, sizes, places, times and resources."""
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from django.template import Context, Template
+
+from vms.display import (
+    city_name,
+    country_name,
+    format_age,
+    format_mib,
+    format_relative,
+    format_usdc,
+    format_usdc_short,
+    format_utc,
+    resource_label,
+)
+from vms.fluence import Resource
+from vms.fluence.models import FrozenDict
+
+NOW = datetime(2025, 4, 16, 14, 47, 55, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("0.298160"), "0.298160"),
+        (Decimal("0.29816"), "0.298160"),
+        (Decimal("17.846"), "17.846000"),
+        (Decimal("2.4352"), "2.435200"),
+        (Decimal("0.30697"), "0.306970"),
+        (Decimal(0), "0.000000"),
+        (Decimal("-0"), "0.000000"),
+        (Decimal("1234567.1"), "1234567.100000"),
+        (Decimal("0.0000005"), "0.000000"),  # half-even
+        (Decimal("0.0000015"), "0.000002"),
+        (Decimal("-1.5"), "-1.500000"),
+        (Decimal("1E+30"), "1000000000000000000000000000000.000000"),
+        (5, "5.000000"),
+        (None, "—"),
+        (Decimal("NaN"), "—"),
+        (Decimal("Infinity"), "—"),
+        (1.5, "—"),  # never a float
+        ("", "—"),
+    ],
+)
+def test_format_usdc(value, text):
+    assert format_usdc(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("17.846"), "17.85"),
+        (Decimal("0.298160"), "0.30"),
+        (Decimal("0.004"), "<0.01"),
+        (Decimal(0), "0.00"),
+        (Decimal("1234.5"), "1234.50"),
+        (None, "—"),
+    ],
+)
+def test_format_usdc_short(value, text):
+    assert format_usdc_short(value) == text
+
+
+@pytest.mark.parametrize(
+    ("mib", "text"),
+    [
+        (Decimal(4096), "4 GiB"),
+        (Decimal(25600), "25 GiB"),
+        (Decimal(512), "512 MiB"),
+        (Decimal(1536), "1.5 GiB"),
+        (Decimal(2097152), "2 TiB"),
+        (Decimal(1024), "1 GiB"),
+        (Decimal(1023), "1023 MiB"),
+        (Decimal(1500), "1.46 GiB"),
+        (Decimal("0.5"), "0.5 MiB"),
+        (Decimal(0), "0 MiB"),
+        (Decimal(1024 * 1024 * 1024), "1024 TiB"),
+        (4096, "4 GiB"),
+        (None, "—"),
+    ],
+)
+def test_format_mib(mib, text):
+    assert format_mib(mib) == text
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [
+        ("FR", "France"),
+        ("fr", "France"),
+        ("DE", "Germany"),
+        ("NL", "Netherlands"),
+        ("US", "United States"),
+        ("GB", "United Kingdom"),
+        ("CH", "Switzerland"),
+        ("NO", "Norway"),
+        ("SG", "Singapore"),
+        ("AE", "United Arab Emirates"),
+        ("KR", "South Korea"),
+        ("XX", "XX"),
+        ("", "—"),
+        (None, "—"),
+    ],
+)
+def test_country_name(code, name):
+    assert country_name(code) == name
+
+
+EU_EEA = [
+    "AT",
+    "BE",
+    "BG",
+    "HR",
+    "CY",
+    "CZ",
+    "DK",
+    "EE",
+    "FI",
+    "FR",
+    "DE",
+    "GR",
+    "HU",
+    "IE",
+    "IT",
+    "LV",
+    "LT",
+    "LU",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SK",
+    "SI",
+    "ES",
+    "SE",
+    "IS",
+    "LI",
+    "NO",
+]
+OTHERS = [
+    "US",
+    "CA",
+    "GB",
+    "CH",
+    "JP",
+    "SG",
+    "IN",
+    "AU",
+    "BR",
+    "ZA",
+    "AE",
+    "HK",
+    "KR",
+    "UA",
+    "TR",
+    "IL",
+    "MX",
+    "AR",
+    "CL",
+]
+
+
+@pytest.mark.parametrize("code", EU_EEA + OTHERS)
+def test_every_required_country_has_a_name(code):
+    name = country_name(code)
+    assert name != code
+    assert name[0].isupper() and len(name) > 3
+
+
+@pytest.mark.parametrize(
+    ("city", "country", "name"),
+    [
+        ("PAR", "FR", "Paris"),
+        ("FRA", "DE", "Frankfurt"),
+        ("AMS", "NL", "Amsterdam"),
+        ("LON", "GB", "London"),
+        ("NYC", "US", "New York"),
+        ("SJC", "US", "San Jose"),
+        ("SIN", "SG", "Singapore"),
+        ("TYO", "JP", "Tokyo"),
+        ("WAW", "PL", "Warsaw"),
+        ("KIV", "MD", "Chișinău"),
+        ("BUH", "RO", "Bucharest"),
+        ("SAO", "BR", "São Paulo"),
+        ("BOM", "IN", "Mumbai"),
+        ("DXB", "AE", "Dubai"),
+        ("par", "fr", "Paris"),
+        ("PAR", None, "Paris"),  # unambiguous without a country
+        ("PAR", "US", "PAR"),  # Paris, Texas is not in the table: the code, not a wrong city
+        ("ZZZ", "FR", "ZZZ"),
+        (None, "FR", "—"),
+        ("", "FR", "—"),
+    ],
+)
+def test_city_name(city, country, name):
+    assert city_name(city, country) == name
+
+
+@pytest.mark.parametrize(
+    ("when", "text"),
+    [
+        (NOW + timedelta(hours=3, minutes=12), "in 3 h 12 min"),
+        (NOW + timedelta(hours=3, minutes=12, seconds=59), "in 3 h 12 min"),
+        (NOW + timedelta(hours=3), "in 3 h"),
+        (NOW + timedelta(minutes=5), "in 5 min"),
+        (NOW - timedelta(minutes=5), "5 min ago"),
+        (NOW - timedelta(days=2), "2 d ago"),
+        (NOW - timedelta(days=1, hours=5), "1 d 5 h ago"),
+        (NOW - timedelta(days=30, hours=5), "30 d ago"),
+        (NOW + timedelta(seconds=30), "just now"),
+        (NOW - timedelta(seconds=59), "just now"),
+        (NOW, "just now"),
+        (None, "—"),
+    ],
+)
+def test_format_relative(when, text):
+    assert format_relative(when, NOW) == text
+
+
+def test_format_relative_across_time_zones_and_naive_utc():
+    paris = timezone(timedelta(hours=2))
+    assert format_relative(datetime(2025, 4, 16, 18, 47, 55, tzinfo=paris), NOW) == "in 2 h"
+    assert format_relative(datetime(2025, 4, 16, 13, 47, 55), NOW) == "1 h ago"
+
+
+@pytest.mark.parametrize(
+    ("created", "text"),
+    [
+        (NOW - timedelta(days=3, hours=5), "3 d"),
+        (NOW - timedelta(hours=5, minutes=59), "5 h"),
+        (NOW - timedelta(minutes=12), "12 min"),
+        (NOW - timedelta(seconds=10), "< 1 min"),
+        (NOW + timedelta(minutes=5), "< 1 min"),  # clock skew never shows a negative age
+        (None, "—"),
+    ],
+)
+def test_format_age(created, text):
+    assert format_age(created, NOW) == text
+
+
+def test_format_utc():
+    assert format_utc(datetime(2025, 4, 16, 17, 59, 55, tzinfo=UTC)) == "2025-04-16 17:59:55 UTC"
+    paris = timezone(timedelta(hours=2))
+    assert format_utc(datetime(2025, 4, 16, 19, 59, 55, 999999, tzinfo=paris)) == "2025-04-16 17:59:55 UTC"
+    assert format_utc(datetime(2025, 4, 16, 17, 59, 55)) == "2025-04-16 17:59:55 UTC"
+    assert format_utc(None) == "—"
+    assert format_utc("") == "—"
+
+
+@pytest.mark.parametrize(
+    ("resource", "label"),
+    [
+        (Resource("VCPU", Decimal(2)), "2 vCPU"),
+        (Resource("VCPU", Decimal(4), "vCPU"), "4 vCPU"),
+        (Resource("RAM", Decimal(4096)), "4 GiB RAM"),
+        (Resource("RAM", Decimal(4), "GiB"), "4 GiB RAM"),
+        (Resource("RAM", Decimal(512)), "512 MiB RAM"),
+        (Resource("STORAGE", Decimal(25600)), "25 GiB storage"),
+        (Resource("STORAGE", Decimal(25600), metadata=FrozenDict({"type": "SSD"})), "25 GiB storage (SSD)"),
+        (
+            Resource("STORAGE", Decimal("4096"), "MiB", metadata=FrozenDict({"type": "NVMe"})),
+            "4 GiB storage (NVMe)",
+        ),
+        (Resource("PUBLIC_IP", Decimal(1)), "1 public IPv4"),
+        (Resource("PUBLIC_IP", Decimal(1), metadata=FrozenDict({"version": "4"})), "1 public IPv4"),
+        (Resource("PUBLIC_IP", Decimal(2), metadata=FrozenDict({"version": 6})), "2 public IPv6"),
+        (Resource("GPU", Decimal(1)), "1 GPU"),
+        (Resource("GPU", Decimal(2), "units"), "2 units GPU"),
+        (Resource("NETWORK_BANDWIDTH", Decimal(1000), "Mbps"), "1000 Mbps network bandwidth"),
+        (Resource("FPGA_CARD", None), "FPGA CARD"),
+        (Resource("RAM", None), "RAM"),
+        (Resource("VCPU", Decimal("0.5")), "0.5 vCPU"),
+    ],
+)
+def test_resource_label(resource, label):
+    assert resource_label(resource) == label
+
+
+def test_resource_label_of_a_non_resource():
+    assert resource_label(None) == "—"
+
+
+def test_template_filters_render():
+    template = Template(
+        "{% load vm_format %}"
+        "{{ price|usdc }}|{{ ram|mib }}|{{ 'FR'|country_name }}|{% city_name 'PAR' 'FR' %}|"
+        "{{ when|utc }}|{{ resource|resource_label }}|{{ created|age }}|{{ billing|relative }}|"
+        "{{ missing|usdc }}|{{ missing|utc }}|{{ total|usdc_short }}"
+    )
+    now = datetime.now(UTC)
+    html = template.render(
+        Context(
+            {
+                "price": Decimal("0.298160"),
+                "ram": Decimal(4096),
+                "when": datetime(2025, 4, 16, 17, 59, 55, tzinfo=UTC),
+                "resource": Resource("VCPU", Decimal(2)),
+                "created": now - timedelta(days=3, minutes=1),
+                "billing": now + timedelta(hours=3, minutes=12, seconds=30),
+                "total": Decimal("17.846"),
+            }
+        )
+    )
+    assert html == ("0.298160|4 GiB|France|Paris|2025-04-16 17:59:55 UTC|2 vCPU|3 d|in 3 h 12 min|—|—|17.85")

@@ -1,0 +1,55 @@
+"""The Fluence API client: the only part of the portal that speaks HTTP to Fluence."""
+
+from .client import ADAPTERS, ApiAdapter, BaselineAdapter, FluenceClient, V3Adapter
+from .errors import (
+    AuthError,
+    BadResponse,
+    FluenceError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    UpstreamTimeout,
+)
+from .models import (
+    EPOCH,
+    VM_ID_RE,
+    Datacenter,
+    Port,
+    Resource,
+    Status,
+    StatusClass,
+    Vm,
+    is_valid_vm_id,
+    parse_money,
+    parse_timestamp,
+    parse_vm,
+    parse_vm_list,
+)
+
+__all__ = [
+    "ADAPTERS",
+    "EPOCH",
+    "VM_ID_RE",
+    "ApiAdapter",
+    "AuthError",
+    "BadResponse",
+    "BaselineAdapter",
+    "Datacenter",
+    "FluenceClient",
+    "FluenceError",
+    "NotFound",
+    "Port",
+    "RateLimited",
+    "Resource",
+    "Status",
+    "StatusClass",
+    "Unavailable",
+    "UpstreamTimeout",
+    "V3Adapter",
+    "Vm",
+    "is_valid_vm_id",
+    "parse_money",
+    "parse_timestamp",
+    "parse_vm",
+    "parse_vm_list",
+]

@@ -1,0 +1,155 @@
+"""Typed failures of the Fluence API, each with a short message that is safe to show to a person."""
+
+from __future__ import annotations
+
+import re
+
+UPSTREAM_TEXT_LIMIT = 300
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_upstream_text(value: object, *, limit: int = UPSTREAM_TEXT_LIMIT) -> str | None:
+    """Upstream text as one plain, bounded line: never trusted, escaped later by the templates."""
+    if not isinstance(value, str):
+        return None
+    text = _WHITESPACE.sub(" ", _CONTROL_CHARS.sub(" ", value)).strip()
+    if not text:
+        return None
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+class FluenceError(Exception):
+    """Fluence did not do what was asked. `str(exc)` is `exc.user_message`; it never holds the API key."""
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        status: int | None = None,
+        upstream_message: str | None = None,
+        upstream_code: str | None = None,
+    ) -> None:
+        self.status = status
+        self.upstream_message = clean_upstream_text(upstream_message)
+        self.upstream_code = clean_upstream_text(upstream_code, limit=60)
+        self.detail = clean_upstream_text(detail)
+        super().__init__(self.user_message)
+
+    def _summary(self) -> str:
+        if self.status is not None:
+            return f"Fluence answered with an error (HTTP {self.status})"
+        return "The request to Fluence failed"
+
+    def _advice(self) -> str:
+        return ""
+
+    @property
+    def user_message(self) -> str:
+        message = self._summary()
+        explanation = self.upstream_message or self.detail
+        if explanation:
+            message += f": {explanation.rstrip('.')}."
+        else:
+            message += "."
+        advice = self._advice()
+        return f"{message} {advice}" if advice else message
+
+    def __str__(self) -> str:
+        return self.user_message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, message={self.user_message!r})"
+
+    def __reduce__(self):
+        # Rebuild from the attributes (not from `args`) so that a pickled error survives a cache round trip.
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[FluenceError], state: dict) -> FluenceError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.user_message)
+    return error
+
+
+class AuthError(FluenceError):
+    """The key is missing, invalid or lacks a permission (Fluence has used 400, 401 and 403 for this)."""
+
+    def _summary(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"Fluence refused this API key{status}"
+
+    def _advice(self) -> str:
+        return "Check that the key is still valid and has the needed permissions, or re-enter the key."
+
+
+class NotFound(FluenceError):
+    """The VM (or the API path) does not exist for this key."""
+
+    def _summary(self) -> str:
+        return "Fluence does not know this VM or address (HTTP 404)"
+
+    def _advice(self) -> str:
+        return "The VM may already be gone; reload the list."
+
+
+class RateLimited(FluenceError):
+    """Too many requests. `retry_after` is the server's hint in seconds; the client never sleeps on it."""
+
+    def __init__(self, detail: str | None = None, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail, **kwargs)
+
+    def _summary(self) -> str:
+        return "Fluence is limiting the number of requests for this key (HTTP 429)"
+
+    def _advice(self) -> str:
+        if self.retry_after is not None:
+            seconds = max(1, round(self.retry_after))
+            return f"Try again in {seconds} s."
+        return "Try again in a moment."
+
+
+class Unavailable(FluenceError):
+    """Fluence could not be reached or failed on its side (5xx, refused or dropped connection).
+
+    `may_have_reached_server` tells a caller of a non-idempotent request whether the outcome is unknown.
+    """
+
+    def __init__(self, detail: str | None = None, *, may_have_reached_server: bool = False, **kwargs) -> None:
+        self.may_have_reached_server = may_have_reached_server
+        super().__init__(detail, **kwargs)
+
+    def _summary(self) -> str:
+        if self.status is not None:
+            return f"Fluence is unavailable (HTTP {self.status})"
+        return "Fluence could not be reached"
+
+    def _advice(self) -> str:
+        if self.may_have_reached_server and self.status is None:
+            return "The request may have been received: reload to check before trying again."
+        return "Try again in a moment."
+
+
+class UpstreamTimeout(Unavailable):
+    """Fluence did not answer in time. After a read timeout the request may have been carried out."""
+
+    def _summary(self) -> str:
+        if self.may_have_reached_server:
+            return "Fluence did not answer in time"
+        return "Fluence could not be reached in time"
+
+
+class BadResponse(FluenceError):
+    """Fluence answered, but with something the portal cannot read (not JSON, wrong shape, bad field)."""
+
+    def _summary(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"Fluence sent an answer the portal cannot read{status}"
+
+    def _advice(self) -> str:
+        return "The API may have changed; check the account's API generation or try again later."

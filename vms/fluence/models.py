@@ -1,0 +1,568 @@
+"""The normalised, immutable VM model and the parsers that read every documented variant of Fluence's JSON."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from .errors import BadResponse
+
+EPOCH = timedelta(hours=24)
+
+VM_ID_RE = re.compile(
+    r"\A(?:0x[0-9a-fA-F]{40}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\Z"
+)
+HEX_VM_ID_RE = re.compile(r"\A0x[0-9a-fA-F]{40}\Z")
+
+MICRO = 6  # USDC has 6 decimals; the baseline API counts money in micro-USDC.
+_MONEY_TEXT_LIMIT = 64
+
+
+def is_valid_vm_id(value: str) -> bool:
+    """A Fluence VM id: `0x` + 40 hex digits (any case), or a UUID (generation B)."""
+    return isinstance(value, str) and VM_ID_RE.match(value) is not None
+
+
+# --- immutable containers ------------------------------------------------------------------------------
+
+
+class FrozenDict(dict):
+    """A read-only dict: immutable like a MappingProxyType, yet JSON-serialisable and picklable.
+
+    It stays a dict subclass so that `json.dumps(vm.raw)` and Django's JSONField accept it as is
+    (audit snapshots), and it pickles so that parsed VMs can sit in Django's cache.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("this mapping is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+class FrozenList(list):
+    """A read-only list, for the arrays inside upstream JSON: equal to the list it copies, JSON-ready."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("this list is read-only")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return (FrozenList, (list(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenList({list.__repr__(self)})"
+
+
+def freeze(value: object) -> object:
+    """A deep, read-only copy of decoded JSON that still compares equal to it and serialises as JSON."""
+    if isinstance(value, dict):
+        return FrozenDict({str(key): freeze(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return FrozenList(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: object) -> object:
+    """The plain, mutable JSON form of a frozen value (dicts and lists), e.g. to store a snapshot."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(item) for item in value]
+    return value
+
+
+EMPTY = FrozenDict()
+
+
+# --- status --------------------------------------------------------------------------------------------
+
+
+class StatusClass(StrEnum):
+    OK = "ok"
+    TRANSITIONAL = "transitional"
+    ATTENTION = "attention"
+    ENDED = "ended"
+    UNKNOWN = "unknown"
+
+
+# key (lowercase, "_" removed) -> (label, class). Baseline/generation A spellings and generation B ones.
+_STATUSES: dict[str, tuple[str, StatusClass]] = {
+    "active": ("Active", StatusClass.OK),
+    "launched": ("Launched", StatusClass.OK),
+    "new": ("New", StatusClass.TRANSITIONAL),
+    "launching": ("Launching", StatusClass.TRANSITIONAL),
+    "updating": ("Updating", StatusClass.TRANSITIONAL),
+    "restarting": ("Restarting", StatusClass.TRANSITIONAL),
+    "softrebooting": ("Soft rebooting", StatusClass.TRANSITIONAL),
+    "terminating": ("Terminating", StatusClass.TRANSITIONAL),
+    "suspending": ("Suspending", StatusClass.TRANSITIONAL),
+    "smallbalance": ("Small balance", StatusClass.ATTENTION),
+    "insufficientfunds": ("Insufficient funds", StatusClass.ATTENTION),
+    "suspended": ("Suspended", StatusClass.ATTENTION),
+    "terminated": ("Terminated", StatusClass.ENDED),
+    "stopped": ("Stopped", StatusClass.ENDED),
+    "failed": ("Failed", StatusClass.ENDED),
+}
+
+
+def normalise_status(raw: str) -> str:
+    """`SMALL_BALANCE`, `SmallBalance` and `smallbalance` are one status: compare on this key."""
+    return raw.strip().replace("_", "").replace("-", "").replace(" ", "").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """An operational status as Fluence spelled it (`raw`) and its normalised `key`.
+
+    `key` is always derived from `raw`, so `Status("SMALL_BALANCE")` is enough to build one.
+    """
+
+    raw: str
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", normalise_status(self.raw))
+
+    @property
+    def label(self) -> str:
+        known = _STATUSES.get(self.key)
+        if known:
+            return known[0]
+        return self.raw.strip() or "Unknown"
+
+    @property
+    def css_class(self) -> StatusClass:
+        known = _STATUSES.get(self.key)
+        return known[1] if known else StatusClass.UNKNOWN
+
+    @property
+    def is_known(self) -> bool:
+        return self.key in _STATUSES
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.css_class is StatusClass.TRANSITIONAL
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.css_class is StatusClass.ATTENTION
+
+    @property
+    def is_ended(self) -> bool:
+        return self.css_class is StatusClass.ENDED
+
+    def __str__(self) -> str:
+        return self.label
+
+
+# --- values ----------------------------------------------------------------------------------------------
+
+_DECIMAL_TEXT = re.compile(r"\A-?(?:\d+(?:\.\d*)?|\.\d+)\Z")
+_DIGITS = re.compile(r"\A\d+\Z")
+
+
+def parse_money(value: object, *, micro_if_integer: bool = True) -> Decimal:
+    """A USDC amount as a Decimal, never a float.
+
+    The API has sent money in two forms, told apart by their shape:
+    - an integer, or a string of digits only (baseline `reservedBalance`/`totalSpent`: "359440"),
+      is micro-USDC when `micro_if_integer` (the baseline): 298160 -> 0.298160;
+    - a string with a "." ("2.4352", ".30697") is already USDC (generation A and later).
+    A later version sending a whole number of USDC as "2" would be misread as micro-USDC; no document
+    shows that form, and every documented later value carries a ".", so the heuristic holds for them.
+    bool, float, NaN, infinity, exponents and anything else raise ValueError.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"not an amount of money: {type(value).__name__}")
+    if isinstance(value, int):
+        amount = Decimal(value)
+        return amount.scaleb(-MICRO) if micro_if_integer else amount
+    if len(value) > _MONEY_TEXT_LIMIT or not _DECIMAL_TEXT.match(value):
+        raise ValueError("not a decimal amount of money")
+    amount = Decimal(value)
+    if micro_if_integer and _DIGITS.match(value):
+        return amount.scaleb(-MICRO)
+    return amount
+
+
+_TIMESTAMP = re.compile(
+    r"\A(?P<year>[+-]\d{6}|\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"[Tt ](?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<zone>[Zz]|[+-]\d{2}:?\d{2})\Z"
+)
+_MIN_YEAR, _MAX_YEAR = (
+    1900,
+    9000,
+)  # far from datetime's limits, so that arithmetic on the result never overflows
+
+
+def parse_timestamp(value: object) -> datetime:
+    """An aware UTC datetime from Fluence's expanded-year form (`+002025-04-01T16:50:57.000000000Z`)
+    or RFC 3339 (`2025-04-01T16:50:57Z`, `+00:00` offsets, up to 9 fractional digits).
+
+    ValueError otherwise.
+    """
+    if not isinstance(value, str):
+        raise ValueError("a timestamp must be a string")
+    match = _TIMESTAMP.match(value)
+    if not match:
+        raise ValueError("not an ISO 8601 timestamp")
+    year = int(match["year"])
+    if not _MIN_YEAR <= year <= _MAX_YEAR:
+        raise ValueError("timestamp year out of range")
+    # Python keeps microseconds: the nanoseconds Fluence sends are truncated.
+    microsecond = int((match["fraction"] or "0")[:6].ljust(6, "0"))
+    zone = match["zone"]
+    if zone in ("Z", "z"):
+        offset = timedelta(0)
+    else:
+        digits = zone[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            raise ValueError("invalid UTC offset")
+        offset = timedelta(hours=hours, minutes=minutes) * (-1 if zone[0] == "-" else 1)
+    second = int(match["second"])
+    if second == 60:  # a leap second: RFC 3339 allows it, datetime does not
+        second = 59
+    local = datetime(
+        year,
+        int(match["month"]),
+        int(match["day"]),
+        int(match["hour"]),
+        int(match["minute"]),
+        second,
+        microsecond,
+        tzinfo=UTC,
+    )
+    return local - offset
+
+
+def _parse_quantity(value: object) -> Decimal | None:
+    """A resource quantity: an integer, a decimal string ("4096"), or a finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("a quantity cannot be a boolean")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        # A quantity (cores, MiB) is not money: a float is acceptable once made exact.
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("a quantity must be finite")
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MONEY_TEXT_LIMIT or not _DECIMAL_TEXT.match(text):
+            raise ValueError("not a decimal quantity")
+        return Decimal(text)
+    raise ValueError(f"not a quantity: {type(value).__name__}")
+
+
+# --- resources, datacenter, ports ------------------------------------------------------------------------
+
+# How many MiB one unit is. The docs call RAM and storage "MB" while meaning MiB (4096 = 4 GiB), so MB and
+# GB are read as MiB and GiB, as the docs intend.
+_MIB_PER_UNIT: dict[str, Decimal] = {
+    "kib": Decimal(1) / Decimal(1024),
+    "kb": Decimal(1) / Decimal(1024),
+    "mib": Decimal(1),
+    "mb": Decimal(1),
+    "gib": Decimal(1024),
+    "gb": Decimal(1024),
+    "tib": Decimal(1024 * 1024),
+    "tb": Decimal(1024 * 1024),
+}
+MEMORY_TYPES = frozenset({"RAM", "STORAGE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One allocated resource. `unit` is None for the baseline `quantity` form (RAM/STORAGE then in MiB)."""
+
+    type: str
+    quantity: Decimal | None
+    unit: str | None = None
+    details: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False)
+    metadata: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False)
+
+    @property
+    def mebibytes(self) -> Decimal | None:
+        """RAM or storage size in MiB, whichever form Fluence used; None for other types or unknown units."""
+        if self.type not in MEMORY_TYPES or self.quantity is None:
+            return None
+        if self.unit is None:
+            return self.quantity
+        factor = _MIB_PER_UNIT.get(self.unit.strip().lower())
+        return None if factor is None else self.quantity * factor
+
+
+@dataclass(frozen=True, slots=True)
+class Datacenter:
+    id: str
+    country_code: str
+    city_code: str
+    city_index: int | None = None
+    tier: int | None = None
+    certifications: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    port: int
+    protocol: str
+
+
+# --- the VM ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    id: str
+    name: str | None
+    status: Status
+    price_per_epoch: Decimal
+    reserved_balance: Decimal | None
+    total_spent: Decimal | None
+    created_at: datetime | None
+    next_billing_at: datetime | None
+    os_image: str | None
+    datacenter: Datacenter | None
+    public_ip: str | None
+    ports: tuple[Port, ...]
+    resources: tuple[Resource, ...]
+    raw: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """The id for comparisons: Fluence ids are case-insensitive."""
+        return self.id.lower()
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def _resources(self, type_: str) -> list[Resource]:
+        return [resource for resource in self.resources if resource.type == type_]
+
+    @property
+    def vcpu(self) -> int | None:
+        quantities = [r.quantity for r in self._resources("VCPU") if r.quantity is not None]
+        return int(sum(quantities)) if quantities else None
+
+    def _mebibytes(self, type_: str) -> Decimal | None:
+        sizes = [r.mebibytes for r in self._resources(type_)]
+        if not sizes or any(size is None for size in sizes):
+            return None
+        return sum(sizes, Decimal(0))
+
+    @property
+    def ram_mib(self) -> Decimal | None:
+        return self._mebibytes("RAM")
+
+    @property
+    def storage_mib(self) -> Decimal | None:
+        return self._mebibytes("STORAGE")
+
+    @property
+    def public_ip_count(self) -> int:
+        quantities = [r.quantity for r in self._resources("PUBLIC_IP") if r.quantity is not None]
+        if quantities:
+            return int(sum(quantities))
+        return 1 if self.public_ip else 0
+
+    @property
+    def os_image_name(self) -> str | None:
+        """The file name of the OS image URL (`ubuntu-22.04-server-cloudimg-amd64.img`)."""
+        if not self.os_image:
+            return None
+        path = urlsplit(self.os_image).path if "://" in self.os_image else self.os_image
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        return name or self.os_image
+
+    @property
+    def epoch_started_at(self) -> datetime | None:
+        """Epochs are paid in advance: the current one began 24 h before the next billing."""
+        return self.next_billing_at - EPOCH if self.next_billing_at else None
+
+    def raw_snapshot(self) -> dict:
+        """The upstream object as plain JSON-ready dicts and lists (for an audit row)."""
+        return thaw(self.raw)
+
+
+# --- parsers ---------------------------------------------------------------------------------------------
+
+
+def _bad(message: str) -> BadResponse:
+    return BadResponse(message)
+
+
+def _optional_str(obj: Mapping, name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"the field {name!r} is not text")
+    return value
+
+
+def _optional_int(obj: Mapping, name: str) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"the field {name!r} is not an integer")
+    return value
+
+
+def _optional_object(obj: Mapping, name: str) -> Mapping:
+    value = obj.get(name)
+    if value is None:
+        return EMPTY
+    if not isinstance(value, dict):
+        raise _bad(f"the field {name!r} is not an object")
+    return freeze(value)
+
+
+def _list_of_objects(obj: Mapping, name: str) -> list[dict]:
+    value = obj.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise _bad(f"the field {name!r} is not a list of objects")
+    return value
+
+
+def _money(obj: Mapping, name: str, *, required: bool, micro_if_integer: bool = True) -> Decimal | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise _bad(f"the field {name!r} is missing")
+        return None
+    try:
+        return parse_money(value, micro_if_integer=micro_if_integer)
+    except ValueError:
+        raise _bad(f"the field {name!r} is not an amount of money") from None
+
+
+def _timestamp(obj: Mapping, name: str) -> datetime | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise _bad(f"the field {name!r} is not a valid timestamp") from None
+
+
+def parse_resource(obj: object) -> Resource:
+    if not isinstance(obj, dict):
+        raise _bad("a resource is not an object")
+    type_ = obj.get("type")
+    if not isinstance(type_, str) or not type_.strip():
+        raise _bad("a resource has no type")
+    # Two shapes: baseline `quantity` (RAM/STORAGE in MiB), later `supply` + `units`.
+    units = _optional_str(obj, "units")
+    amount = obj.get("supply") if "supply" in obj else obj.get("quantity")
+    try:
+        quantity = _parse_quantity(amount)
+    except ValueError:
+        raise _bad(f"the {type_[:40]!r} resource has an unreadable quantity") from None
+    return Resource(
+        type=type_.strip().upper(),
+        quantity=quantity,
+        unit=units.strip() if units and units.strip() else None,
+        details=_optional_object(obj, "details"),
+        metadata=_optional_object(obj, "metadata"),
+    )
+
+
+def parse_datacenter(obj: object) -> Datacenter | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise _bad("the datacenter is not an object")
+    certifications = obj.get("certifications")
+    if certifications is None:
+        certifications = []
+    if not isinstance(certifications, list) or not all(isinstance(c, str) for c in certifications):
+        raise _bad("the datacenter certifications are not a list of text")
+    return Datacenter(
+        id=_optional_str(obj, "id") or "",
+        country_code=(_optional_str(obj, "countryCode") or "").strip().upper(),
+        city_code=(_optional_str(obj, "cityCode") or "").strip().upper(),
+        city_index=_optional_int(obj, "cityIndex"),
+        tier=_optional_int(obj, "tier"),
+        certifications=tuple(certifications),
+    )
+
+
+def parse_port(obj: object) -> Port:
+    if not isinstance(obj, dict):
+        raise _bad("a port is not an object")
+    number = obj.get("port")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 65535:
+        raise _bad("a port number is not valid")
+    protocol = _optional_str(obj, "protocol") or "tcp"
+    return Port(port=number, protocol=protocol.strip().lower())
+
+
+def parse_vm(obj: object) -> Vm:
+    """One VM from its upstream JSON object. BadResponse for anything that is not a usable VM."""
+    if not isinstance(obj, dict):
+        raise _bad("a VM is not an object")
+    try:
+        return _parse_vm(obj)
+    except RecursionError:
+        raise _bad("a VM is nested too deeply") from None
+
+
+def _parse_vm(obj: dict) -> Vm:
+    vm_id = obj.get("id")
+    if not isinstance(vm_id, str) or not is_valid_vm_id(vm_id):
+        raise _bad("a VM has a missing or malformed id")
+    status = _optional_str(obj, "status") or ""
+    # pricePerEpoch: an integer is micro-USDC (baseline); a string is a decimal USDC amount (later versions).
+    price = obj.get("pricePerEpoch")
+    price_per_epoch = _money(obj, "pricePerEpoch", required=True, micro_if_integer=not isinstance(price, str))
+    return Vm(
+        id=vm_id,
+        name=_optional_str(obj, "vmName") or None,
+        status=Status(status),
+        price_per_epoch=price_per_epoch,
+        # Balances: digit-only strings are micro-USDC (baseline), strings with "." are USDC (see parse_money).
+        reserved_balance=_money(obj, "reservedBalance", required=False),
+        total_spent=_money(obj, "totalSpent", required=False),
+        created_at=_timestamp(obj, "createdAt"),
+        next_billing_at=_timestamp(obj, "nextBillingAt"),
+        os_image=_optional_str(obj, "osImage") or None,
+        datacenter=parse_datacenter(obj.get("datacenter")),
+        public_ip=_optional_str(obj, "publicIp") or None,
+        ports=tuple(parse_port(port) for port in _list_of_objects(obj, "ports")),
+        resources=tuple(parse_resource(resource) for resource in _list_of_objects(obj, "resources")),
+        raw=freeze(obj),
+    )
+
+
+def parse_vm_list(data: object) -> list[Vm]:
+    """The baseline list answer: a JSON array of VM objects."""
+    if not isinstance(data, list):
+        raise _bad("the VM list is not a JSON array")
+    return [parse_vm(item) for item in data]
