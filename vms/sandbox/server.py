@@ -1,0 +1,400 @@
+"""The sandbox's HTTP server: the Fluence API of fluence-api.md over real HTTP, plus a control API.
+
+Standard library only, so that it starts in milliseconds and runs in a thread of any process.
+
+API (authenticated by ``X-API-KEY`` or ``Authorization: Bearer``):
+    GET /vms/v2       baseline list        DELETE /vms/v3   {"vmId": …} or {"vmIds": […]}
+    GET /vms/v3       generation A list
+Control (no auth, never counted, never faulted), under /_sandbox/:
+    GET  health, stats, faults       POST reset-counts, faults, accounts, accounts/vms, settings
+    DELETE faults
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from .state import VM_ID_PATTERN, ApiError, AuthFailure, SandboxState, fingerprint
+
+logger = logging.getLogger("vms.sandbox")
+
+MAX_BODY = 1 << 20
+CONTROL_PREFIX = "/_sandbox/"
+
+# path -> allowed methods
+API_ROUTES: dict[str, tuple[str, ...]] = {
+    "/vms/v2": ("GET",),
+    "/vms/v3": ("GET", "DELETE"),
+}
+CONTROL_ROUTES: dict[str, tuple[str, ...]] = {
+    "/_sandbox/health": ("GET",),
+    "/_sandbox/stats": ("GET",),
+    "/_sandbox/reset-counts": ("POST",),
+    "/_sandbox/faults": ("GET", "POST", "DELETE"),
+    "/_sandbox/accounts": ("POST",),
+    "/_sandbox/accounts/vms": ("POST",),
+    "/_sandbox/settings": ("GET", "POST"),
+}
+
+MALFORMED_BODY = b'[{"id": "0x00000000000000000000000000000000000000ff", "vmName": "trunc'
+WRONG_SHAPE_BODY = b'{"result": "ok", "message": "not the list you were looking for"}'
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class SandboxRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FluenceSandbox/1.0"
+    sys_version = ""
+    timeout = 60  # idle keep-alive connections are closed after this many seconds
+
+    server: _HTTPServer
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines hold methods and paths only; keys travel in headers and are never logged.
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any, headers=None) -> None:
+        self._send(status, json.dumps(payload).encode(), headers=headers)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise _BadRequest("Chunked request bodies are not supported")
+        length_text = self.headers.get("Content-Length")
+        if not length_text:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            raise _BadRequest("Invalid Content-Length") from None
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            raise _BadRequest("Request body too large")
+        return self.rfile.read(length)
+
+    def _api_key(self) -> tuple[str | None, bool]:
+        """(key, conflict): the key from X-API-KEY or Bearer; conflict when both are given and differ."""
+        header_key = (self.headers.get("X-API-KEY") or "").strip() or None
+        bearer = None
+        authorization = self.headers.get("Authorization") or ""
+        if authorization[:7].lower() == "bearer ":
+            bearer = authorization[7:].strip() or None
+        conflict = header_key is not None and bearer is not None and header_key != bearer
+        return header_key or bearer, conflict
+
+    def _dispatch(self) -> None:
+        path = urlsplit(self.path).path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        try:
+            body = self._read_body()
+        except _BadRequest as exc:
+            self._json(400, {"error": str(exc)})
+            return
+        if path.startswith(CONTROL_PREFIX):
+            self._control(path, body)
+        else:
+            self._api(path, body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+    # --- the Fluence API --------------------------------------------------------------------------
+
+    def _api(self, path: str, body: bytes) -> None:
+        state = self.server.state
+        key, conflict = self._api_key()
+        state.record_request(self.command, path, key)
+        faults, failed = state.fault_decision(key)
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        if faults.drop:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if faults.rate_limit_retry_after is not None:
+            self._json(
+                429, {"error": "Too many requests"}, {"Retry-After": str(faults.rate_limit_retry_after)}
+            )
+            return
+        if failed:
+            status = faults.error_status
+            message = "Internal server error" if status == 500 else http.HTTPStatus(status).phrase
+            self._json(status, {"error": message})
+            return
+
+        allowed = API_ROUTES.get(path)
+        if allowed is None:
+            self._json(404, {"error": "Not found"})
+            return
+        if self.command not in allowed:
+            self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(allowed)})
+            return
+        try:
+            if conflict:
+                raise AuthFailure(403, {"error": "Invalid API key"})
+            state.authenticate(key)
+        except AuthFailure as exc:
+            self._json(exc.status, exc.body)
+            return
+        assert key is not None
+
+        if self.command == "GET":
+            payload = state.list_json(key, "v3" if path == "/vms/v3" else "v2")
+            if faults.malformed:
+                payload = MALFORMED_BODY
+            elif faults.wrong_shape:
+                payload = WRONG_SHAPE_BODY
+            self._send(200, payload)
+            return
+        self._delete(key, body)
+
+    def _delete(self, key: str, body: bytes) -> None:
+        try:
+            vm_ids = _parse_delete_body(body)
+            self.server.state.delete_vms(key, vm_ids)
+        except _BadRequest as exc:
+            self._json(400, {"error": str(exc)})
+            return
+        except ApiError as exc:
+            self._json(exc.status, exc.body)
+            return
+        self._json(200, {})
+
+    # --- control ----------------------------------------------------------------------------------
+
+    def _control(self, path: str, body: bytes) -> None:
+        allowed = CONTROL_ROUTES.get(path)
+        if allowed is None:
+            self._json(404, {"error": "Not found"})
+            return
+        if self.command not in allowed:
+            self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(allowed)})
+            return
+        state = self.server.state
+        try:
+            fields = _json_object(body) if self.command in ("POST", "DELETE") else {}
+            if path == "/_sandbox/health":
+                self._json(200, {"status": "ok"})
+            elif path == "/_sandbox/stats":
+                self._json(200, {**state.stats(), "accounts": state.accounts_summary()})
+            elif path == "/_sandbox/reset-counts":
+                state.reset_counts()
+                self._json(200, {})
+            elif path == "/_sandbox/faults":
+                if self.command == "POST":
+                    state.set_faults(**_pick(fields, _FAULT_FIELDS | {"key"}))
+                elif self.command == "DELETE":
+                    state.clear_faults(_optional_str(fields, "key"))
+                self._json(200, state.faults_summary())
+            elif path == "/_sandbox/accounts":
+                key = fields.get("key")
+                count = state.configure_account(key, **_pick(fields, _ACCOUNT_FIELDS))
+                self._json(200, {"key": _fp(key), "vm_count": count})
+            elif path == "/_sandbox/accounts/vms":
+                key = fields.get("key")
+                if not isinstance(key, str) or not key:
+                    raise ValueError("key is required")
+                vm = state.add_vm(key, **{k: v for k, v in fields.items() if k != "key"})
+                self._json(200, vm)
+            elif path == "/_sandbox/settings":
+                if self.command == "POST":
+                    _apply_settings(state, fields)
+                self._json(200, {"deletion_delay": state.deletion_delay})
+        except (_BadRequest, ValueError, TypeError, KeyError) as exc:
+            message = str(exc) if not isinstance(exc, KeyError) else "Unknown account"
+            self._json(400, {"error": message})
+
+
+_FAULT_FIELDS = frozenset(
+    {"latency_ms", "error_rate", "error_status", "rate_limit_retry_after", "malformed", "wrong_shape", "drop"}
+)
+_ACCOUNT_FIELDS = frozenset({"vm_count", "include_example", "revoked", "seed"})
+
+
+def _fp(key: Any) -> str:
+    return fingerprint(key if isinstance(key, str) else None)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _BadRequest("Request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise _BadRequest("Request body must be a JSON object")
+    return value
+
+
+def _pick(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    unknown = set(fields) - allowed - {"key"}
+    if unknown:
+        raise ValueError(f"Unknown field(s): {', '.join(sorted(unknown))}")
+    return {k: v for k, v in fields.items() if k in allowed}
+
+
+def _optional_str(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value
+
+
+def _apply_settings(state: SandboxState, fields: dict[str, Any]) -> None:
+    _pick(fields, frozenset({"deletion_delay"}))
+    if "deletion_delay" in fields:
+        delay = fields["deletion_delay"]
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
+            raise ValueError("deletion_delay must be between 0 and 3600 seconds")
+        state.deletion_delay = float(delay)
+
+
+def _parse_delete_body(body: bytes) -> list[str]:
+    """The ids of a DELETE /vms/v3 body: {"vmId": id} or {"vmIds": [ids]}."""
+    try:
+        value = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise _BadRequest("Request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise _BadRequest("Request body must be a JSON object with vmId or vmIds")
+    if "vmIds" in value:
+        ids = value["vmIds"]
+        if not isinstance(ids, list) or not ids:
+            raise _BadRequest("vmIds must be a non-empty array of VM ids")
+    elif "vmId" in value:
+        ids = [value["vmId"]]
+    else:
+        raise _BadRequest("Request body must contain vmId or vmIds")
+    for vm_id in ids:
+        if not isinstance(vm_id, str) or not VM_ID_PATTERN.match(vm_id):
+            raise _BadRequest("Invalid VM id")
+    return ids
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    state: SandboxState
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open (keep-alive) connection, so that a stopped sandbox really stops answering."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up (timeouts, dropped faults, a stop) are normal here: no tracebacks on stderr.
+        logger.debug("sandbox connection error", exc_info=True)
+
+
+class SandboxServer:
+    """A sandbox Fluence API served from a daemon thread.
+
+    >>> with SandboxServer() as server:   # port 0 picks a free port
+    ...     requests.get(server.url + "/vms/v2", headers={"X-API-KEY": "sbx_demo_alice_staging"})
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: SandboxState | None = None):
+        self.host = host
+        self.port = port
+        self.state = state if state is not None else SandboxState()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the sandbox server has no port yet: start it first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        if self._httpd is not None:
+            return self
+        server_class = _HTTPServer
+        if ":" in self.host:
+            server_class = type("_HTTPServer6", (_HTTPServer,), {"address_family": socket.AF_INET6})
+        httpd = server_class((self.host, self.port), SandboxRequestHandler)
+        httpd.state = self.state
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.5}, name="fluence-sandbox", daemon=True
+        )
+        self._thread.start()
+        logger.debug("sandbox serving on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        # shutdown() waits for the serving loop's next poll; a connection wakes it at once.
+        stopper = threading.Thread(target=httpd.shutdown, name="fluence-sandbox-stop", daemon=True)
+        stopper.start()
+        address = httpd.server_address[:2]
+        if address[0] in ("0.0.0.0", "::"):  # noqa: S104 - only the address to connect to for the wake-up
+            address = ("127.0.0.1" if address[0] == "0.0.0.0" else "::1", address[1])  # noqa: S104
+        while stopper.is_alive():
+            with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.2):
+                pass
+            stopper.join(timeout=0.05)
+        httpd.server_close()
+        httpd.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
