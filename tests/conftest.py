@@ -1,0 +1,46 @@
+"""Shared fixtures: users, a running local Fluence sandbox, and a clean cache for every test."""
+
+import pytest
+from django.core.cache import cache
+
+from vms.sandbox import SandboxServer
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    server = SandboxServer(host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server, settings):
+    """The session's sandbox, allowlisted, with no faults and fresh counters."""
+    settings.FLUENCE_API_URLS = [*settings.FLUENCE_API_URLS, sandbox_server.url]
+    sandbox_server.state.clear_faults()
+    sandbox_server.state.reset_counts()
+    yield sandbox_server
+    sandbox_server.state.clear_faults()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-password-1")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="mallory", password="mallory-password-1")
+
+
+@pytest.fixture
+def alice_client(client, user):
+    client.force_login(user)
+    return client

@@ -1,0 +1,215 @@
+"""The VM table's query: search, filters, sort and page read from the query string, applied to rows."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django.http import QueryDict
+
+from vms.display import country_name
+from vms.fluence.models import StatusClass
+from vms.selectors import VmRow
+
+PAGE_SIZE = 50
+SEARCH_MAX_LENGTH = 100
+DEFAULT_SORT = "name"
+
+_FAR = "\uffff"  # sorts after every real string: missing values go last in either direction
+
+
+def _location(row: VmRow) -> tuple:
+    dc = row.vm.datacenter
+    return (country_name(dc.country_code), dc.city_code, dc.tier or 0) if dc else (_FAR,)
+
+
+# column -> (heading, key function). Keys never compare None with a value.
+SORTS = {
+    "name": ("Name", lambda row: (row.vm.display_name.lower(), row.vm.key)),
+    "status": ("Status", lambda row: (row.vm.status.label.lower(), row.vm.display_name.lower())),
+    "account": ("Account", lambda row: (row.account.label.lower(), row.vm.display_name.lower())),
+    "location": ("Location", _location),
+    "vcpu": ("vCPU", lambda row: row.vm.vcpu if row.vm.vcpu is not None else -1),
+    "ram": ("RAM", lambda row: row.vm.ram_mib if row.vm.ram_mib is not None else Decimal(-1)),
+    "storage": ("Storage", lambda row: row.vm.storage_mib if row.vm.storage_mib is not None else Decimal(-1)),
+    "ip": ("Public IP", lambda row: _ip_key(row.vm.public_ip)),
+    "price": ("Price / epoch", lambda row: row.vm.price_per_epoch),
+    "next_billing": (
+        "Next billing",
+        lambda row: row.vm.next_billing_at.timestamp() if row.vm.next_billing_at else 1e12,
+    ),
+    "age": ("Age", lambda row: -row.vm.created_at.timestamp() if row.vm.created_at else 1e12),
+}
+
+STATUS_CLASS_LABELS = {
+    StatusClass.OK: "Running",
+    StatusClass.TRANSITIONAL: "Starting",
+    StatusClass.ATTENTION: "Needs attention",
+    StatusClass.ENDED: "Ended",
+    StatusClass.UNKNOWN: "Unknown",
+}
+
+
+def _ip_key(ip: str | None) -> tuple:
+    if not ip:
+        return (1, ())
+    parts = ip.split(".")
+    if len(parts) == 4 and all(part.isdigit() for part in parts):
+        return (0, tuple(int(part) for part in parts))
+    return (0, (ip,))
+
+
+@dataclass(frozen=True)
+class VmQuery:
+    """What the person asked for, already checked; `notes` says what was ignored and why."""
+
+    search: str = ""
+    status: str = ""  # a normalised status key ("active", "smallbalance", …)
+    account: int | None = None
+    country: str = ""
+    sort: str = DEFAULT_SORT
+    descending: bool = False
+    page: int = 1
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_querydict(cls, params: QueryDict) -> "VmQuery":
+        notes = []
+        search = " ".join(params.get("q", "").split())
+        if len(search) > SEARCH_MAX_LENGTH:
+            search = search[:SEARCH_MAX_LENGTH]
+            notes.append(f"The search was cut to {SEARCH_MAX_LENGTH} characters.")
+        status = params.get("status", "").strip().lower().replace("_", "")
+        if status and not (status.isalnum() and len(status) <= 40):
+            notes.append("The status filter was not understood and is ignored.")
+            status = ""
+        account = None
+        raw_account = params.get("account", "").strip()
+        if raw_account:
+            if raw_account.isdigit() and len(raw_account) <= 12:
+                account = int(raw_account)
+            else:
+                notes.append("The account filter was not understood and is ignored.")
+        country = params.get("country", "").strip().upper()
+        if country and not (len(country) == 2 and country.isalpha() and country.isascii()):
+            notes.append("The country filter was not understood and is ignored.")
+            country = ""
+        sort = params.get("sort", DEFAULT_SORT).strip()
+        descending = sort.startswith("-")
+        sort = sort.removeprefix("-")
+        if sort not in SORTS:
+            notes.append("The table cannot be sorted that way; it is sorted by name.")
+            sort, descending = DEFAULT_SORT, False
+        page = 1
+        raw_page = params.get("page", "1").strip()
+        if raw_page.isdigit() and 0 < len(raw_page) <= 6 and int(raw_page) > 0:
+            page = int(raw_page)
+        elif raw_page:
+            notes.append("The page number was not understood; showing the first page.")
+        return cls(search, status, account, country, sort, descending, page, tuple(notes))
+
+    def params(self, **changes) -> dict[str, str]:
+        """The query-string parameters of this query with some changed (defaults left out)."""
+        values = {
+            "q": self.search,
+            "status": self.status,
+            "account": "" if self.account is None else str(self.account),
+            "country": self.country,
+            "sort": ("-" if self.descending else "") + self.sort,
+            "page": str(self.page),
+        }
+        values.update({name: "" if value is None else str(value) for name, value in changes.items()})
+        if values["sort"] == DEFAULT_SORT:
+            values["sort"] = ""
+        if values["page"] == "1":
+            values["page"] = ""
+        return {name: value for name, value in values.items() if value}
+
+    def url(self, **changes) -> str:
+        params = self.params(**changes)
+        return "?" + urlencode(params) if params else "?"
+
+    def sort_url(self, column: str) -> str:
+        descending = column == self.sort and not self.descending
+        return self.url(sort=("-" if descending else "") + column, page=1)
+
+    @property
+    def is_filtered(self) -> bool:
+        return bool(self.search or self.status or self.account is not None or self.country)
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    css_class: StatusClass
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class TablePage:
+    rows: tuple[VmRow, ...]  # this page's rows
+    matching: int  # rows that match the filters, on every page
+    total: int  # rows before filtering
+    page: int
+    pages: int
+    spend_per_epoch: Decimal  # over every matching row that is not ended (ended VMs bill no new epochs)
+    status_counts: tuple[StatusCount, ...]  # over every row before filtering
+    attention: tuple[VmRow, ...]  # rows that need the person's action
+    any_transitional: bool
+    status_options: tuple[tuple[str, str], ...]
+    country_options: tuple[tuple[str, str], ...]
+
+    @property
+    def first_index(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + 1 if self.rows else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.first_index + len(self.rows) - 1 if self.rows else 0
+
+
+def _matches(row: VmRow, query: VmQuery, needle: str) -> bool:
+    vm = row.vm
+    if query.status and vm.status.key != query.status:
+        return False
+    if query.account is not None and row.account.key_id != query.account:
+        return False
+    if query.country and (vm.datacenter is None or vm.datacenter.country_code.upper() != query.country):
+        return False
+    if needle:
+        haystack = f"{vm.name or ''}\n{vm.key}\n{vm.public_ip or ''}".lower()
+        return needle in haystack
+    return True
+
+
+def table_page(rows: tuple[VmRow, ...], query: VmQuery) -> TablePage:
+    needle = query.search.lower()
+    matching = [row for row in rows if _matches(row, query, needle)]
+    matching.sort(key=SORTS[query.sort][1], reverse=query.descending)
+    pages = max(1, -(-len(matching) // PAGE_SIZE))
+    page = min(query.page, pages)
+    start = (page - 1) * PAGE_SIZE
+    counts = Counter(row.vm.status.css_class for row in rows)
+    statuses = {row.vm.status.key: row.vm.status.label for row in rows}
+    countries = {row.vm.datacenter.country_code.upper() for row in rows if row.vm.datacenter}
+    return TablePage(
+        rows=tuple(matching[start : start + PAGE_SIZE]),
+        matching=len(matching),
+        total=len(rows),
+        page=page,
+        pages=pages,
+        spend_per_epoch=sum(
+            (row.vm.price_per_epoch for row in matching if not row.vm.status.is_ended), Decimal(0)
+        ),
+        status_counts=tuple(
+            StatusCount(css_class, STATUS_CLASS_LABELS[css_class], counts[css_class])
+            for css_class in StatusClass
+            if counts[css_class]
+        ),
+        attention=tuple(
+            row for row in rows if row.vm.status.needs_attention or row.vm.status.key == "terminated"
+        ),
+        any_transitional=bool(counts[StatusClass.TRANSITIONAL]),
+        status_options=tuple(sorted(statuses.items(), key=lambda item: item[1])),
+        country_options=tuple(sorted(((code, country_name(code)) for code in countries), key=lambda c: c[1])),
+    )

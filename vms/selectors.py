@@ -1,0 +1,186 @@
+"""Reads: which keys a person may use, and their VMs fetched from Fluence in parallel through the cache."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from vms.crypto import SecretDecryptionError
+from vms.fluence.client import FluenceClient
+from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited
+from vms.fluence.models import Vm
+from vms.models import ApiKey
+
+logger = logging.getLogger("vms.selectors")
+
+# One pool for the whole process: its threads keep their pooled HTTP sessions between requests.
+_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fluence")
+LAST_GOOD_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What the pages may know of a key: never its secret."""
+
+    key_id: int
+    label: str
+    fingerprint: str
+    owner_username: str
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedList:
+    vms: tuple[Vm, ...]
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResult:
+    account: Account
+    vms: tuple[Vm, ...]
+    fetched_at: datetime | None
+    problem: str | None = None  # a clear sentence for the person, when the key or Fluence failed
+    problem_kind: str | None = None  # "key", "rate_limited", "unavailable", "bad_response", "decrypt"
+
+    @property
+    def is_stale(self) -> bool:
+        return self.problem is not None and self.fetched_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class VmRow:
+    vm: Vm
+    account: Account
+
+
+@dataclass(frozen=True, slots=True)
+class VmListing:
+    accounts: tuple[AccountResult, ...]
+    rows: tuple[VmRow, ...]
+
+    @property
+    def problems(self) -> tuple[AccountResult, ...]:
+        return tuple(result for result in self.accounts if result.problem)
+
+
+def apikeys_for_user(*, user) -> QuerySet[ApiKey]:
+    """The keys whose VMs this person may see."""
+    if not user.is_authenticated:
+        return ApiKey.objects.none()
+    return ApiKey.objects.filter(owner=user).select_related("owner")
+
+
+def apikey_for_user(*, user, key_id: int) -> ApiKey | None:
+    return apikeys_for_user(user=user).filter(pk=key_id).first()
+
+
+def _account_of(api_key: ApiKey) -> Account:
+    return Account(
+        key_id=api_key.pk,
+        label=api_key.label,
+        fingerprint=api_key.fingerprint,
+        owner_username=api_key.owner.get_username(),
+        base_url=api_key.base_url,
+    )
+
+
+def _cache_key(key_id: int) -> str:
+    return f"fluence:vms:{key_id}"
+
+
+def _last_good_key(key_id: int) -> str:
+    return f"fluence:vms:last:{key_id}"
+
+
+def _problem_of(error: FluenceError) -> tuple[str, str]:
+    if isinstance(error, AuthError):
+        return "key", error.user_message
+    if isinstance(error, RateLimited):
+        return "rate_limited", error.user_message
+    if isinstance(error, BadResponse):
+        return "bad_response", error.user_message
+    return "unavailable", error.user_message
+
+
+def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
+    """Runs in a worker thread: cache, else one list call. Touches no database."""
+    hit: FetchedList | None = cache.get(_cache_key(account.key_id))
+    if hit is not None:
+        return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+    client = FluenceClient(base_url=account.base_url, api_key=secret, generation=generation)
+    try:
+        vms = client.list_vms()
+    except FluenceError as error:
+        kind, message = _problem_of(error)
+        logger.warning("listing VMs failed for key %s (…%s): %s", account.key_id, account.fingerprint, kind)
+        last: FetchedList | None = cache.get(_last_good_key(account.key_id))
+        return AccountResult(
+            account=account,
+            vms=last.vms if last else (),
+            fetched_at=last.fetched_at if last else None,
+            problem=message,
+            problem_kind=kind,
+        )
+    fetched = FetchedList(vms=tuple(vms), fetched_at=timezone.now())
+    cache.set(_cache_key(account.key_id), fetched, settings.FLUENCE_CACHE_SECONDS)
+    cache.set(_last_good_key(account.key_id), fetched, LAST_GOOD_SECONDS)
+    return AccountResult(account=account, vms=fetched.vms, fetched_at=fetched.fetched_at)
+
+
+def vms_for_user(*, user) -> VmListing:
+    """Every VM of every key the person may see, one account's failure never hiding the others."""
+    return _listing_of(list(apikeys_for_user(user=user)))
+
+
+@dataclass(frozen=True, slots=True)
+class VmLookup:
+    result: AccountResult
+    vm: Vm | None  # None: the account answered (or failed) and this VM is not in what it shows
+
+
+def vm_for_user(*, user, key_id: int, vm_id: str) -> VmLookup | None:
+    """One VM under one key, or None when the person may not see that key (a 404, whatever exists)."""
+    api_key = apikey_for_user(user=user, key_id=key_id)
+    if api_key is None:
+        return None
+    listing = _listing_of([api_key])
+    result = listing.accounts[0]
+    wanted = vm_id.lower()
+    vm = next((vm for vm in result.vms if vm.key == wanted), None)
+    return VmLookup(result=result, vm=vm)
+
+
+def _listing_of(api_keys: list[ApiKey]) -> VmListing:
+    futures = []
+    results: list[AccountResult] = []
+    for api_key in api_keys:
+        account = _account_of(api_key)
+        try:
+            secret = api_key.secret.reveal()
+        except SecretDecryptionError:
+            results.append(
+                AccountResult(
+                    account=account,
+                    vms=(),
+                    fetched_at=None,
+                    problem="This key cannot be decrypted on this server (its encryption key is missing). "
+                    "Ask the administrator, or remove and re-add the key.",
+                    problem_kind="decrypt",
+                )
+            )
+            continue
+        futures.append(_executor.submit(_fetch, account, secret, api_key.generation))
+    results.extend(future.result() for future in futures)
+    results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
+    rows = tuple(VmRow(vm=vm, account=result.account) for result in results for vm in result.vms)
+    return VmListing(accounts=tuple(results), rows=rows)
+
+
+def forget_cached_vms(*, key_id: int) -> None:
+    cache.delete(_cache_key(key_id))
