@@ -50,3 +50,27 @@ function showRequestProblem(element, text) {
   }
   notice.textContent = text;
 }
+
+// The confirmation dialog: htmx fills #modal-content, this opens and closes the <dialog> around it.
+const modal = () => document.getElementById("modal");
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target.id === "modal-content" && !modal().open) {
+    modal().showModal();
+    const input = modal().querySelector("input[autofocus]");
+    if (input) input.focus();
+  }
+});
+document.addEventListener("click", (event) => {
+  const closer = event.target.closest("[data-close-modal]");
+  if (closer && modal() && modal().open) {
+    event.preventDefault();
+    modal().close();
+  }
+});
+
+// "Select all" ticks every row checkbox of the current page.
+document.addEventListener("change", (event) => {
+  const all = event.target.closest("[data-select-all]");
+  if (!all) return;
+  document.querySelectorAll(`input.${all.dataset.selectAll}`).forEach((box) => { box.checked = all.checked; });
+});

@@ -348,8 +348,8 @@ def test_poll_interval_is_fast_while_a_vm_is_launching(alice_client, user, sandb
         owner=user, label="Calm", secret="sbx_settled_account_1", base_url=sandbox.url
     )
     body = alice_client.get(reverse("vms:list")).content.decode()
-    assert f'hx-trigger="every {settings.VM_POLL_SLOW_SECONDS}s"' in body
+    assert f'hx-trigger="every {settings.VM_POLL_SLOW_SECONDS}s,' in body
     sandbox.state.add_vm("sbx_settled_account_1", name="booting-1", status="Launching")
     forget_cached_vms(key_id=key.pk)
     body = alice_client.get(reverse("vms:list")).content.decode()
-    assert f'hx-trigger="every {settings.VM_POLL_FAST_SECONDS}s"' in body
+    assert f'hx-trigger="every {settings.VM_POLL_FAST_SECONDS}s,' in body

@@ -2,9 +2,11 @@
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 
 from vms import services
+from vms.models import KeyShare
 
 
 class ApiKeyForm(forms.Form):
@@ -45,3 +47,16 @@ def _field_clean(cleaner, value, field: str):
         return cleaner(value)
     except ValidationError as exc:
         raise ValidationError(exc.message_dict.get(field, exc.messages)) from None
+
+
+class KeyShareForm(forms.Form):
+    group = forms.ModelChoiceField(
+        queryset=Group.objects.order_by("name"),
+        empty_label="Choose a group",
+        help_text="Everyone in this group sees the key's VMs; the key itself is never shown to them.",
+    )
+    role = forms.ChoiceField(
+        choices=KeyShare.Role.choices,
+        initial=KeyShare.Role.VIEWER,
+        help_text="Operators may also delete VMs. Sharing again with a group changes its role.",
+    )

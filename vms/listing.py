@@ -155,7 +155,7 @@ class TablePage:
     spend_per_epoch: Decimal  # over every matching row that is not ended (ended VMs bill no new epochs)
     status_counts: tuple[StatusCount, ...]  # over every row before filtering
     attention: tuple[VmRow, ...]  # rows that need the person's action
-    any_transitional: bool
+    any_changing: bool  # a VM is starting or being deleted: refresh faster
     status_options: tuple[tuple[str, str], ...]
     country_options: tuple[tuple[str, str], ...]
 
@@ -209,7 +209,7 @@ def table_page(rows: tuple[VmRow, ...], query: VmQuery) -> TablePage:
         attention=tuple(
             row for row in rows if row.vm.status.needs_attention or row.vm.status.key == "terminated"
         ),
-        any_transitional=bool(counts[StatusClass.TRANSITIONAL]),
+        any_changing=bool(counts[StatusClass.TRANSITIONAL]) or any(row.deleting for row in rows),
         status_options=tuple(sorted(statuses.items(), key=lambda item: item[1])),
         country_options=tuple(sorted(((code, country_name(code)) for code in countries), key=lambda c: c[1])),
     )

@@ -34,3 +34,102 @@ class ApiKey(models.Model):
     def masked(self) -> str:
         return f"…{self.fingerprint}"
 
+
+class AppendOnlyError(Exception):
+    """Audit rows are written once: updating or deleting one is refused."""
+
+
+class DeletionEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("Deletion audit rows cannot be updated.")
+
+    def delete(self):
+        raise AppendOnlyError("Deletion audit rows cannot be deleted.")
+
+    def _raw_delete(self, using):
+        raise AppendOnlyError("Deletion audit rows cannot be deleted.")
+
+
+class DeletionEvent(models.Model):
+    """One row of the append-only deletion audit trail.
+
+    An attempt writes an intent row before the upstream DELETE and an outcome row after it, sharing a
+    correlation id. People and keys are copied as text so that removing either never touches the trail.
+    The database refuses UPDATE and DELETE on this table (triggers, see migration 0002).
+    """
+
+    class Kind(models.TextChoices):
+        INTENT = "intent", "Intent"
+        OUTCOME = "outcome", "Outcome"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "—"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+
+    correlation_id = models.UUIDField(db_index=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=20, default="portal")  # "portal" or "reconcile"
+    actor_username = models.CharField(max_length=150)
+    actor_id = models.CharField(max_length=40, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    key_id = models.CharField(max_length=40, blank=True)
+    key_label = models.CharField(max_length=80)
+    key_fingerprint = models.CharField(max_length=4)
+    key_owner_username = models.CharField(max_length=150, blank=True)
+    base_url = models.CharField(max_length=200, blank=True)
+    vm_id = models.CharField(max_length=100, db_index=True)
+    vm_name = models.CharField(max_length=200, blank=True)
+    vm_snapshot = models.JSONField(default=dict, blank=True)
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    objects = DeletionEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["key_id", "-created_at"], name="deletionevent_key_time")]
+        permissions = [("view_all_deletions", "Can see every deletion in the audit trail")]
+
+    def __str__(self) -> str:
+        what = self.outcome or self.kind
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username} delete {self.vm_id} ({what})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("Deletion audit rows cannot be changed once written.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Deletion audit rows cannot be deleted.")
+
+
+class KeyShare(models.Model):
+    """One key shared with one Django group, with a role: viewers see its VMs, operators may also delete."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer (sees the VMs)"
+        OPERATOR = "operator", "Operator (may also delete VMs)"
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="shares")
+    group = models.ForeignKey("auth.Group", on_delete=models.CASCADE, related_name="key_shares")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    # Text, like the audit trail: who shared it stays readable after that person is removed.
+    created_by_username = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group__name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "group"], name="keyshare_unique_group_per_key")
+        ]
+        permissions = [("share_apikey", "Can share API keys with groups")]
+        verbose_name = "key share"
+
+    def __str__(self) -> str:
+        return f"{self.api_key} → {self.group} ({self.role})"

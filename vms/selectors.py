@@ -1,6 +1,7 @@
 """Reads: which keys a person may use, and their VMs fetched from Fluence in parallel through the cache."""
 
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,11 +11,13 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from vms import resilience
 from vms.crypto import SecretDecryptionError
 from vms.fluence.client import FluenceClient
 from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited
 from vms.fluence.models import Vm
 from vms.models import ApiKey
+from vms.permissions import OWNER, VIEWER, apikeys_visible_to, role_may_delete
 
 logger = logging.getLogger("vms.selectors")
 
@@ -32,6 +35,16 @@ class Account:
     fingerprint: str
     owner_username: str
     base_url: str
+    # The requesting person's role on this key: "owner", "operator" or "viewer" (the least, unless told).
+    role: str = VIEWER
+
+    @property
+    def is_own(self) -> bool:
+        return self.role == OWNER
+
+    @property
+    def can_delete(self) -> bool:
+        return role_may_delete(self.role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ class AccountResult:
 class VmRow:
     vm: Vm
     account: Account
+    deleting: bool = False  # Fluence accepted a deletion; the VM is still listed until the provider is done
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +84,9 @@ class VmListing:
 
 
 def apikeys_for_user(*, user) -> QuerySet[ApiKey]:
-    """The keys whose VMs this person may see."""
-    if not user.is_authenticated:
-        return ApiKey.objects.none()
-    return ApiKey.objects.filter(owner=user).select_related("owner")
+    """The keys whose VMs this person may see: owned, or shared with one of their groups (the rule lives in
+    vms.permissions). Each carries `role_for_user`. Never cached: a removed share is gone next request."""
+    return apikeys_visible_to(user=user).select_related("owner")
 
 
 def apikey_for_user(*, user, key_id: int) -> ApiKey | None:
@@ -87,6 +100,8 @@ def _account_of(api_key: ApiKey) -> Account:
         fingerprint=api_key.fingerprint,
         owner_username=api_key.owner.get_username(),
         base_url=api_key.base_url,
+        # Keys loaded through apikeys_for_user carry the role; it only shapes the page, checks ask afresh.
+        role=getattr(api_key, "role_for_user", VIEWER),
     )
 
 
@@ -109,28 +124,71 @@ def _problem_of(error: FluenceError) -> tuple[str, str]:
 
 
 def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
-    """Runs in a worker thread: cache, else one list call. Touches no database."""
-    hit: FetchedList | None = cache.get(_cache_key(account.key_id))
+    """Runs in a worker thread: the cache, else one list call per key at a time. Touches no database."""
+    cache_key = _cache_key(account.key_id)
+    hit: FetchedList | None = cache.get(cache_key)
     if hit is not None:
         return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+    waiting = resilience.cooldown_remaining(key_id=account.key_id)
+    if waiting:
+        return _fallback(
+            account,
+            "rate_limited",
+            f"Fluence asked to slow down for this key (HTTP 429); the portal waits {math.ceil(waiting)} s "
+            "before asking again.",
+        )
+    circuit = resilience.circuit_state(account.base_url)
+    if circuit.open:
+        return _fallback(
+            account,
+            "unavailable",
+            f"Fluence is failing at {account.base_url}; the portal pauses its calls and tries again "
+            f"in {math.ceil(circuit.retry_in)} s.",
+        )
+    flight = resilience.SingleFlight(account.key_id)
+    if not flight.acquire():
+        # Someone (in this or another process) is already asking Fluence for this key: use their answer.
+        hit = flight.wait_for(lambda: cache.get(cache_key))
+        if hit is not None:
+            return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+        if not flight.acquire():
+            return _fallback(account, "unavailable", "Fluence has not answered yet; showing the last data.")
+    try:
+        return _call_upstream(account, secret, generation)
+    finally:
+        flight.release()
+
+
+def _call_upstream(account: Account, secret: str, generation: str) -> AccountResult:
     client = FluenceClient(base_url=account.base_url, api_key=secret, generation=generation)
     try:
         vms = client.list_vms()
     except FluenceError as error:
         kind, message = _problem_of(error)
         logger.warning("listing VMs failed for key %s (…%s): %s", account.key_id, account.fingerprint, kind)
-        last: FetchedList | None = cache.get(_last_good_key(account.key_id))
-        return AccountResult(
-            account=account,
-            vms=last.vms if last else (),
-            fetched_at=last.fetched_at if last else None,
-            problem=message,
-            problem_kind=kind,
-        )
+        if isinstance(error, RateLimited):
+            resilience.cooldown_start(key_id=account.key_id, retry_after=error.retry_after)
+        elif not isinstance(error, AuthError):
+            # A refused key says nothing about Fluence's health: only the others count against the circuit.
+            resilience.circuit_record_failure(account.base_url)
+        return _fallback(account, kind, message)
+    resilience.circuit_record_success(account.base_url)
     fetched = FetchedList(vms=tuple(vms), fetched_at=timezone.now())
     cache.set(_cache_key(account.key_id), fetched, settings.FLUENCE_CACHE_SECONDS)
     cache.set(_last_good_key(account.key_id), fetched, LAST_GOOD_SECONDS)
     return AccountResult(account=account, vms=fetched.vms, fetched_at=fetched.fetched_at)
+
+
+def _fallback(account: Account, kind: str, message: str) -> AccountResult:
+    """The last good data of this key, if any, with what went wrong."""
+    last: FetchedList | None = cache.get(_last_good_key(account.key_id))
+    return AccountResult(
+        account=account,
+        vms=last.vms if last else (),
+        fetched_at=last.fetched_at if last else None,
+        problem=message,
+        problem_kind=kind,
+    )
 
 
 def vms_for_user(*, user) -> VmListing:
@@ -142,6 +200,8 @@ def vms_for_user(*, user) -> VmListing:
 class VmLookup:
     result: AccountResult
     vm: Vm | None  # None: the account answered (or failed) and this VM is not in what it shows
+    deleting: bool
+    api_key: ApiKey
 
 
 def vm_for_user(*, user, key_id: int, vm_id: str) -> VmLookup | None:
@@ -152,8 +212,10 @@ def vm_for_user(*, user, key_id: int, vm_id: str) -> VmLookup | None:
     listing = _listing_of([api_key])
     result = listing.accounts[0]
     wanted = vm_id.lower()
-    vm = next((vm for vm in result.vms if vm.key == wanted), None)
-    return VmLookup(result=result, vm=vm)
+    row = next((row for row in listing.rows if row.vm.key == wanted), None)
+    return VmLookup(
+        result=result, vm=row.vm if row else None, deleting=bool(row and row.deleting), api_key=api_key
+    )
 
 
 def _listing_of(api_keys: list[ApiKey]) -> VmListing:
@@ -178,9 +240,34 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
         futures.append(_executor.submit(_fetch, account, secret, api_key.generation))
     results.extend(future.result() for future in futures)
     results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
-    rows = tuple(VmRow(vm=vm, account=result.account) for result in results for vm in result.vms)
+    deleting = cache.get_many([_deleting_key(result.account.key_id) for result in results])
+    rows = tuple(
+        VmRow(
+            vm=vm,
+            account=result.account,
+            deleting=vm.key in deleting.get(_deleting_key(result.account.key_id), ()),
+        )
+        for result in results
+        for vm in result.vms
+    )
     return VmListing(accounts=tuple(results), rows=rows)
 
 
 def forget_cached_vms(*, key_id: int) -> None:
     cache.delete(_cache_key(key_id))
+
+
+DELETING_SECONDS = 3600
+
+
+def _deleting_key(key_id: int) -> str:
+    return f"fluence:deleting:{key_id}"
+
+
+def vm_mark_deleting(*, key_id: int, vm_id: str) -> None:
+    """Remember that Fluence accepted this VM's deletion, so the list says "deleting" until it is gone."""
+    marker = _deleting_key(key_id)
+    pending = dict(cache.get(marker) or {})
+    pending[vm_id.lower()] = timezone.now().timestamp()
+    cache.set(marker, pending, DELETING_SECONDS)
+    forget_cached_vms(key_id=key_id)

@@ -1,16 +1,22 @@
 """Writes: adding, renaming and removing API keys (deletion of VMs joins here later). Each is logged."""
 
+import ipaddress
 import logging
+import math
 import re
+import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from vms import resilience
 from vms.fluence.client import FluenceClient
-from vms.fluence.errors import AuthError, FluenceError
-from vms.models import ApiKey
+from vms.fluence.errors import AuthError, FluenceError, RateLimited, Unavailable
+from vms.fluence.models import Vm
+from vms.models import ApiKey, DeletionEvent, KeyShare
 
 logger = logging.getLogger("vms.services")
 
@@ -106,3 +112,168 @@ def apikey_touch(*, api_key: ApiKey) -> None:
     now = timezone.now()
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 300:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+
+
+# --- deleting VMs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """Who asked, from where: copied into every audit row."""
+
+    actor_username: str
+    actor_id: str
+    client_ip: str | None
+    user_agent: str
+    request_id: str
+
+    @classmethod
+    def from_request(cls, request) -> "RequestMeta":
+        return cls(
+            actor_username=request.user.get_username(),
+            actor_id=str(request.user.pk),
+            client_ip=_client_ip(request),
+            user_agent=request.headers.get("User-Agent", "")[:300],
+            request_id=getattr(request, "request_id", "")[:64],
+        )
+
+
+def _client_ip(request) -> str | None:
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class DeletionResult:
+    vm_id: str
+    vm_name: str | None
+    outcome: str  # "succeeded", "failed" or "unknown"
+    message: str
+    correlation_id: uuid.UUID | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == DeletionEvent.Outcome.SUCCEEDED
+
+    @classmethod
+    def not_attempted(cls, vm: Vm, message: str) -> "DeletionResult":
+        return cls(
+            vm_id=vm.id, vm_name=vm.name, outcome="not_attempted", message=message, correlation_id=None
+        )
+
+
+class DeletionRefused(Exception):
+    """The deletion was not attempted (nothing sent, nothing audited); the message says why."""
+
+
+def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
+    """Delete one VM upstream, audited: an intent row committed first, an outcome row after.
+
+    Never retried: a DELETE that may have reached Fluence is recorded as unknown, for a person (or the
+    reconcile_deletions command) to check.
+    """
+    waiting = resilience.cooldown_remaining(key_id=api_key.pk)
+    if waiting:
+        raise DeletionRefused(
+            f"Fluence asked to slow down for this key (HTTP 429). Nothing was sent; try again in "
+            f"{math.ceil(waiting)} s."
+        )
+    # No transaction.atomic here: in autocommit the intent row is committed before the upstream call,
+    # so a crash or a kill during the call cannot take it back.
+    correlation_id = uuid.uuid4()
+    snapshot = {
+        "correlation_id": correlation_id,
+        "actor_username": meta.actor_username,
+        "actor_id": meta.actor_id,
+        "client_ip": meta.client_ip,
+        "user_agent": meta.user_agent,
+        "request_id": meta.request_id,
+        "key_id": str(api_key.pk),
+        "key_label": api_key.label,
+        "key_fingerprint": api_key.fingerprint,
+        "key_owner_username": api_key.owner.get_username(),
+        "base_url": api_key.base_url,
+        "vm_id": vm.id,
+        "vm_name": (vm.name or "")[:200],
+        "vm_snapshot": vm.raw_snapshot(),
+    }
+    DeletionEvent.objects.create(kind=DeletionEvent.Kind.INTENT, created_at=timezone.now(), **snapshot)
+    logger.info(
+        "vm delete requested: vm=%s key=%s (…%s) by %s",
+        vm.id,
+        api_key.pk,
+        api_key.fingerprint,
+        meta.actor_username,
+    )
+    client = FluenceClient(
+        base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
+    )
+    status = None
+    try:
+        client.delete_vm(vm.id)
+    except FluenceError as error:
+        status = error.status
+        if isinstance(error, RateLimited):
+            resilience.cooldown_start(key_id=api_key.pk, retry_after=error.retry_after)
+        if isinstance(error, Unavailable) and error.may_have_reached_server:
+            outcome = DeletionEvent.Outcome.UNKNOWN
+            message = f"Outcome unknown: {error.user_message} Check again before retrying."
+        else:
+            outcome = DeletionEvent.Outcome.FAILED
+            message = error.user_message
+    else:
+        outcome = DeletionEvent.Outcome.SUCCEEDED
+        message = "Fluence accepted the deletion; the VM leaves the list once the provider has finished."
+    DeletionEvent.objects.create(
+        kind=DeletionEvent.Kind.OUTCOME,
+        outcome=outcome,
+        upstream_status=status,
+        message=message,
+        created_at=timezone.now(),
+        **snapshot,
+    )
+    logger.info("vm delete %s: vm=%s key=%s status=%s", outcome, vm.id, api_key.pk, status)
+    return DeletionResult(
+        vm_id=vm.id, vm_name=vm.name, outcome=outcome, message=message, correlation_id=correlation_id
+    )
+
+
+# --- sharing keys with groups ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeyShare, bool]:
+    """Share a key with a group in a role, or change the role of an existing share. True when created."""
+    if role not in KeyShare.Role.values:
+        raise ValidationError({"role": "Choose viewer or operator."})
+    share, created = KeyShare.objects.select_for_update().get_or_create(
+        api_key=api_key,
+        group=group,
+        defaults={"role": role, "created_by_username": shared_by.get_username()},
+    )
+    if not created and share.role != role:
+        share.role = role
+        share.save(update_fields=["role"])
+    logger.info(
+        "api key shared: id=%s (…%s) group=%r role=%s by %s",
+        api_key.pk,
+        api_key.fingerprint,
+        group.name,
+        role,
+        shared_by.get_username(),
+    )
+    return share, created
+
+
+def keyshare_delete(*, share: KeyShare, removed_by) -> None:
+    logger.info(
+        "api key unshared: id=%s (…%s) group=%r by %s",
+        share.api_key_id,
+        share.api_key.fingerprint,
+        share.group.name,
+        removed_by.get_username(),
+    )
+    share.delete()

@@ -45,11 +45,10 @@ def test_sort_and_filter_survive_a_reload(page, portal, sandbox):
     assert page.locator("select[name=country]").input_value() == "FR"
     assert page.locator("#vm-table th.col-price").get_attribute("aria-sort") == "descending"
     assert _row_names(page) == before
-    locations = page.locator("#vm-table tbody tr td:nth-child(4)").all_inner_texts()
+    locations = page.locator("#vm-table tbody td.col-location").all_inner_texts()
     assert locations and all("France" in location for location in locations)
     prices = [
-        float(text.split()[0])
-        for text in page.locator("#vm-table tbody tr td:nth-child(9)").all_inner_texts()
+        float(text.split()[0]) for text in page.locator("#vm-table tbody td.col-price").all_inner_texts()
     ]
     assert prices == sorted(prices, reverse=True)
 

@@ -1,0 +1,507 @@
+"""The deletion audit trail: who sees which rows, the filters, the CSV export, a VM's history, the admin."""
+
+import csv
+import io
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from vms import services
+from vms.audit import attempts_needing_reconciliation, deletion_events_for_user, events_for_vm
+from vms.models import DeletionEvent
+
+pytestmark = pytest.mark.django_db
+
+VM_A = "0xAbCdEf0000000000000000000000000000000001"
+VM_B = "0x00000000000000000000000000000000000000b2"
+HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/audit/"}
+AUDIT = "/audit/"
+EXPORT = "/audit/export.csv"
+
+
+@pytest.fixture
+def alice_key(user):
+    return services.apikey_create(
+        owner=user,
+        label="Production",
+        secret="alice-secret-9f3c",
+        base_url="https://api.fluence.dev",
+        verify=False,
+    )
+
+
+@pytest.fixture
+def mallory_key(other_user):
+    return services.apikey_create(
+        owner=other_user,
+        label="Mine",
+        secret="mallory-secret-77aa",
+        base_url="https://api.fluence.dev",
+        verify=False,
+    )
+
+
+@pytest.fixture
+def auditor(django_user_model):
+    person = django_user_model.objects.create_user(username="audrey", password="audrey-password-1")
+    person.user_permissions.add(Permission.objects.get(codename="view_all_deletions"))
+    return django_user_model.objects.get(pk=person.pk)  # fresh: no stale permission cache
+
+
+def make_event(
+    key,
+    actor,
+    *,
+    kind="intent",
+    outcome="",
+    vm_id=VM_A,
+    vm_name="web-1",
+    correlation_id=None,
+    created_at=None,
+    **fields,
+):
+    values = {
+        "correlation_id": correlation_id or uuid.uuid4(),
+        "kind": kind,
+        "outcome": outcome,
+        "created_at": created_at or timezone.now(),
+        "actor_username": actor.get_username(),
+        "actor_id": str(actor.pk),
+        "client_ip": "192.0.2.10",
+        "user_agent": "Mozilla/5.0 test",
+        "request_id": "req-" + uuid.uuid4().hex[:12],
+        "key_id": str(key.pk),
+        "key_label": key.label,
+        "key_fingerprint": key.fingerprint,
+        "key_owner_username": key.owner.get_username(),
+        "base_url": key.base_url,
+        "vm_id": vm_id,
+        "vm_name": vm_name,
+        "vm_snapshot": {"id": vm_id, "vmName": vm_name, "status": "ACTIVE"},
+        **fields,
+    }
+    return DeletionEvent.objects.create(**values)
+
+
+def make_attempt(key, actor, *, outcome="succeeded", at=None, **fields):
+    """An intent and (unless outcome is None) its outcome one second later."""
+    at = at or timezone.now()
+    correlation_id = uuid.uuid4()
+    intent = make_event(key, actor, correlation_id=correlation_id, created_at=at, **fields)
+    if outcome is None:
+        return intent, None
+    result = make_event(
+        key,
+        actor,
+        kind="outcome",
+        outcome=outcome,
+        correlation_id=correlation_id,
+        created_at=at + timedelta(seconds=1),
+        upstream_status=200 if outcome == "succeeded" else None,
+        **fields,
+    )
+    return intent, result
+
+
+def rows_of(response) -> list[str]:
+    """The correlation ids of the table rows shown, top to bottom."""
+    return re.findall(
+        r'<tr class="audit-row[^"]*" data-correlation-id="([0-9a-f-]+)"', response.content.decode()
+    )
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    body = b"".join(response.streaming_content).decode()
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+# --- anonymous --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [AUDIT, EXPORT])
+def test_anonymous_is_sent_to_sign_in(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_anonymous_htmx_request_redirects_the_whole_page(client):
+    response = client.get(AUDIT, **HX)
+    assert response["HX-Redirect"].startswith(reverse("login"))
+
+
+def test_urls_are_the_named_routes():
+    assert reverse("vms:audit") == AUDIT
+    assert reverse("vms:audit_export") == EXPORT
+
+
+@pytest.mark.parametrize("url", [AUDIT, EXPORT])
+def test_post_is_refused(alice_client, url):
+    assert alice_client.post(url).status_code == 405
+
+
+# --- access per permission level --------------------------------------------------------------------
+
+
+def test_owner_sees_their_keys_rows_with_every_column(alice_client, user, alice_key, other_user, mallory_key):
+    intent, _outcome = make_attempt(alice_key, user, outcome="failed", message="Fluence refused this API key")
+    make_attempt(mallory_key, other_user)
+    response = alice_client.get(AUDIT)
+    assert response.status_code == 200
+    assert "HX-Request" in response["Vary"]
+    body = response.content.decode()
+    assert "<html" in body
+    assert rows_of(response) == [str(intent.correlation_id)] * 2
+    row = body[body.index('data-kind="intent"') :]
+    row = row[: row.index("</tr>")]
+    for expected in (
+        intent.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "alice",
+        "Production",
+        "…9f3c",
+        "web-1",
+        VM_A,
+        "Intent",
+        intent.request_id,
+        str(intent.correlation_id)[:8],
+    ):
+        assert expected in row, expected
+    assert "Failed" in body and "Fluence refused this API key" in body
+    assert "Mine" not in body and "mallory" not in body
+
+
+def test_rows_of_one_attempt_are_grouped_and_linked(alice_client, user, alice_key):
+    intent, _outcome = make_attempt(alice_key, user)
+    body = alice_client.get(AUDIT).content.decode()
+    assert f'class="audit-row attempt-first" data-correlation-id="{intent.correlation_id}"' in body
+    assert f'class="audit-row attempt-more" data-correlation-id="{intent.correlation_id}"' in body
+    assert f"?attempt={intent.correlation_id}" in body
+
+
+def test_someone_else_sees_nothing_of_them(client, other_user, user, alice_key):
+    make_attempt(alice_key, user)
+    client.force_login(other_user)
+    response = client.get(AUDIT)
+    assert response.status_code == 200
+    assert rows_of(response) == []
+    assert "No deletions recorded that you may see." in response.content.decode()
+    assert "Production" not in response.content.decode()  # not even in the account filter
+    # Not by guessing filters either.
+    assert rows_of(client.get(AUDIT, {"account": str(alice_key.pk)})) == []
+    assert csv_rows(client.get(EXPORT)) == []
+
+
+def test_the_actor_keeps_seeing_their_own_rows_after_the_key_is_gone(alice_client, user, alice_key):
+    intent, _ = make_attempt(alice_key, user)
+    alice_key.delete()
+    assert rows_of(alice_client.get(AUDIT)) == [str(intent.correlation_id)] * 2
+
+
+def test_an_auditor_sees_every_row(client, auditor, user, alice_key, other_user, mallory_key):
+    make_attempt(alice_key, user)
+    make_attempt(mallory_key, other_user)
+    client.force_login(auditor)
+    response = client.get(AUDIT)
+    assert len(rows_of(response)) == 4
+    assert "Production" in response.content.decode() and "Mine" in response.content.decode()
+    assert len(csv_rows(client.get(EXPORT))) == 4
+
+
+def test_selector_rules(user, other_user, auditor, alice_key, mallory_key):
+    mine, _ = make_attempt(alice_key, user, outcome=None)
+    # Alice acting on a key she no longer sees (e.g. a share that was withdrawn) still sees her action.
+    acted, _ = make_attempt(mallory_key, user, outcome=None)
+    theirs, _ = make_attempt(mallory_key, other_user, outcome=None)
+    assert set(deletion_events_for_user(user=user)) == {mine, acted}
+    assert set(deletion_events_for_user(user=other_user)) == {acted, theirs}
+    assert set(deletion_events_for_user(user=auditor)) == {mine, acted, theirs}
+    from django.contrib.auth.models import AnonymousUser
+
+    assert list(deletion_events_for_user(user=AnonymousUser())) == []
+
+
+def test_newest_first_and_paginated_by_100(alice_client, user, alice_key):
+    start = timezone.now() - timedelta(days=1)
+    events = [make_event(alice_key, user, created_at=start + timedelta(minutes=i)) for i in range(105)]
+    first = alice_client.get(AUDIT)
+    shown = rows_of(first)
+    assert len(shown) == 100
+    assert shown[0] == str(events[-1].correlation_id)
+    body = first.content.decode()
+    assert "Page 1 of 2" in body and 'href="/audit/?page=2"' in body
+    second = rows_of(alice_client.get(AUDIT, {"page": "2"}))
+    assert second == [str(event.correlation_id) for event in reversed(events[:5])]
+
+
+def test_htmx_gets_the_table_partial_and_pushes_urls(alice_client, user, alice_key):
+    make_attempt(alice_key, user)
+    response = alice_client.get(AUDIT, {"actor": "alice"}, **HX)
+    body = response.content.decode()
+    assert "<html" not in body
+    assert body.lstrip().startswith('<section id="audit-table"')
+    assert "HX-Request" in response["Vary"]
+    full = alice_client.get(AUDIT).content.decode()
+    assert 'hx-target="#audit-table"' in full and 'hx-push-url="true"' in full
+    assert 'method="get" action="/audit/"' in full  # works without JavaScript too
+
+
+def test_boosted_htmx_request_gets_the_whole_page(alice_client):
+    response = alice_client.get(AUDIT, HTTP_HX_BOOSTED="true", **HX)
+    assert "<html" in response.content.decode()
+
+
+# --- filters --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trail(user, other_user, auditor, alice_key, mallory_key):
+    """Three attempts, on two keys and three days, with three outcomes."""
+    day = datetime(2025, 4, 10, 12, 0, tzinfo=UTC)
+    ok, _ = make_attempt(alice_key, user, outcome="succeeded", at=day, vm_id=VM_A, vm_name="web-1")
+    failed, _ = make_attempt(
+        mallory_key, other_user, outcome="failed", at=day + timedelta(days=1), vm_id=VM_B, vm_name="db-main"
+    )
+    pending, _ = make_attempt(
+        alice_key, user, outcome=None, at=day + timedelta(days=2), vm_id=VM_B, vm_name="db-main"
+    )
+    return {
+        "ok": str(ok.correlation_id),
+        "failed": str(failed.correlation_id),
+        "pending": str(pending.correlation_id),
+    }
+
+
+@pytest.fixture
+def auditor_client(client, auditor):
+    client.force_login(auditor)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"actor": "ALICE"}, {"ok", "pending"}),
+        ({"actor": "mallory"}, {"failed"}),
+        ({"account": "Mine"}, {"failed"}),
+        ({"account": "production"}, {"ok", "pending"}),
+        ({"outcome": "succeeded"}, {"ok"}),
+        ({"outcome": "failed"}, {"failed"}),
+        ({"outcome": "unknown"}, set()),
+        ({"outcome": "pending"}, {"pending"}),
+        ({"from": "2025-04-11"}, {"failed", "pending"}),
+        ({"to": "2025-04-11"}, {"ok", "failed"}),
+        ({"from": "2025-04-11", "to": "2025-04-11"}, {"failed"}),
+        ({"vm": "DB-MA"}, {"failed", "pending"}),
+        ({"vm": "abcdef"}, {"ok"}),
+        ({"vm": "web", "actor": "alice"}, {"ok"}),
+    ],
+)
+def test_each_filter_narrows(auditor_client, trail, query, expected):
+    response = auditor_client.get(AUDIT, query)
+    assert response.status_code == 200
+    assert set(rows_of(response)) == {trail[name] for name in expected}
+    assert "notice-warning" not in response.content.decode()
+
+
+def test_account_filter_by_key_id(auditor_client, trail, mallory_key):
+    assert set(rows_of(auditor_client.get(AUDIT, {"account": str(mallory_key.pk)}))) == {trail["failed"]}
+
+
+def test_outcome_filter_keeps_the_attempts_intent_row(auditor_client, trail):
+    response = auditor_client.get(AUDIT, {"outcome": "failed"})
+    assert rows_of(response) == [trail["failed"]] * 2
+
+
+def test_attempt_filter_shows_one_attempt(auditor_client, trail):
+    response = auditor_client.get(AUDIT, {"attempt": trail["ok"]})
+    assert rows_of(response) == [trail["ok"]] * 2
+
+
+def test_filters_keep_their_values_in_the_form_and_the_pages(auditor_client, trail):
+    body = auditor_client.get(AUDIT, {"actor": "alice", "from": "2025-04-01"}).content.decode()
+    assert 'name="actor" class="audit-text" value="alice"' in body
+    assert 'name="from" class="audit-choice" value="2025-04-01"' in body
+    assert 'href="/audit/export.csv?actor=alice&amp;from=2025-04-01"' in body
+
+
+@pytest.mark.parametrize(
+    ("query", "note"),
+    [
+        ({"from": "yesterday"}, "The “from” date must be a date like 2025-04-16"),
+        ({"to": "2025-02-30"}, "The “to” date must be a date like 2025-04-16"),
+        ({"from": "20250410"}, "The “from” date must be a date like 2025-04-16"),
+        ({"from": "2025-04-12", "to": "2025-04-10"}, "The “from” date is after the “to” date"),
+        ({"outcome": "exploded"}, "Unknown outcome filter"),
+        ({"attempt": "not-a-uuid"}, "The attempt filter is not a correlation id"),
+        ({"actor": "al\x00ice"}, "The actor filter is not a usable value"),
+        ({"vm": "x" * 500}, "The VM filter is not a usable value"),
+        ({"account": "a\x01"}, "The account filter is not a usable value"),
+    ],
+)
+def test_bad_filter_values_give_a_note_and_are_ignored(auditor_client, trail, query, note):
+    response = auditor_client.get(AUDIT, query)
+    assert response.status_code == 200
+    assert note in response.content.decode()
+    assert set(rows_of(response)) == set(trail.values())
+    export = auditor_client.get(EXPORT, query)
+    assert export.status_code == 200
+    assert len(csv_rows(export)) == 5
+
+
+def test_far_dates_and_bad_pages_do_not_break(auditor_client, trail):
+    assert set(rows_of(auditor_client.get(AUDIT, {"to": "9999-12-31", "from": "0001-01-01"}))) == set(
+        trail.values()
+    )
+    for page in ("abc", "-1", "999", "1e9", "\x00"):
+        assert auditor_client.get(AUDIT, {"page": page}).status_code == 200
+
+
+# --- CSV export -------------------------------------------------------------------------------------
+
+
+def test_export_has_a_header_and_every_column(alice_client, user, alice_key):
+    intent, _outcome = make_attempt(
+        alice_key, user, outcome="failed", message="Fluence is unavailable (HTTP 503)."
+    )
+    response = alice_client.get(EXPORT)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert re.fullmatch(r'attachment; filename="deletions-\d{8}-\d{6}\.csv"', response["Content-Disposition"])
+    rows = csv_rows(response)
+    assert [row["kind"] for row in rows] == ["outcome", "intent"]
+    row = rows[1]
+    assert row["correlation_id"] == str(intent.correlation_id)
+    assert row["created_at_utc"] == intent.created_at.astimezone(UTC).isoformat()
+    assert row["actor_username"] == "alice" and row["actor_id"] == str(user.pk)
+    assert row["client_ip"] == "192.0.2.10" and row["user_agent"] == "Mozilla/5.0 test"
+    assert row["request_id"] == intent.request_id
+    assert row["key_id"] == str(alice_key.pk) and row["key_label"] == "Production"
+    assert row["key_fingerprint"] == "9f3c" and row["key_owner_username"] == "alice"
+    assert row["vm_id"] == VM_A and row["vm_name"] == "web-1"
+    assert row["vm_snapshot"] == json.dumps(intent.vm_snapshot, separators=(",", ":"), sort_keys=True)
+    assert " " not in row["vm_snapshot"]
+    assert rows[0]["outcome"] == "failed" and rows[0]["message"] == "Fluence is unavailable (HTTP 503)."
+    assert "alice-secret" not in b"".join(alice_client.get(EXPORT).streaming_content).decode()
+
+
+def test_export_holds_only_the_filtered_rows(auditor_client, trail):
+    rows = csv_rows(auditor_client.get(EXPORT, {"outcome": "failed"}))
+    assert {row["correlation_id"] for row in rows} == {trail["failed"]}
+    assert len(rows) == 2
+
+
+def test_export_escapes_formulas(alice_client, user, alice_key):
+    make_event(
+        alice_key,
+        user,
+        vm_name='=HYPERLINK("http://evil")',
+        message="+1 call me",
+        user_agent="@SUM(A1)",
+        request_id="-2+3",
+        key_label="\tlabel",
+        actor_username="\rroot",
+    )
+    row = csv_rows(alice_client.get(EXPORT))[0]
+    assert row["vm_name"] == '\'=HYPERLINK("http://evil")'
+    assert row["message"] == "'+1 call me"
+    assert row["user_agent"] == "'@SUM(A1)"
+    assert row["request_id"] == "'-2+3"
+    assert row["key_label"] == "'\tlabel"
+    assert row["actor_username"] == "'\rroot"
+    assert row["vm_id"] == VM_A  # ordinary values untouched
+
+
+# --- a VM's history ---------------------------------------------------------------------------------
+
+
+def test_events_for_vm_is_per_key_case_insensitive_and_obeys_access(user, other_user, alice_key, mallory_key):
+    intent, outcome = make_attempt(alice_key, user, vm_id=VM_A)
+    make_attempt(alice_key, user, vm_id=VM_B)
+    make_attempt(mallory_key, other_user, vm_id=VM_A)  # same VM id under another key
+    history = events_for_vm(user=user, key_id=alice_key.pk, vm_id=VM_A.lower())
+    assert history == [outcome, intent]
+    assert (
+        events_for_vm(user=user, key_id=str(alice_key.pk), vm_id=VM_A.upper().replace("0X", "0x")) == history
+    )
+    assert events_for_vm(user=other_user, key_id=alice_key.pk, vm_id=VM_A) == []
+
+
+def test_vm_history_include_renders_the_events_or_nothing(user, alice_key):
+    intent, outcome = make_attempt(alice_key, user, outcome="failed", message="Fluence does not know this VM")
+    html = render_to_string("vms/_vm_history.html", {"events": [outcome, intent]})
+    assert "Deletion history" in html
+    assert "alice asked Fluence to delete it" in html
+    assert "Failed" in html and "Fluence does not know this VM" in html
+    assert f"/audit/?vm={VM_A}" in html
+    assert render_to_string("vms/_vm_history.html", {"events": []}).strip() == ""
+
+
+# --- reconciliation selector ------------------------------------------------------------------------
+
+
+def test_attempts_needing_reconciliation(user, alice_key):
+    old = timezone.now() - timedelta(minutes=30)
+    no_outcome, _ = make_attempt(alice_key, user, outcome=None, at=old)
+    unknown, _ = make_attempt(alice_key, user, outcome="unknown", at=old - timedelta(minutes=1))
+    make_attempt(alice_key, user, outcome="succeeded", at=old)
+    make_attempt(alice_key, user, outcome="failed", at=old)
+    make_attempt(alice_key, user, outcome=None)  # too recent
+    resolved, _ = make_attempt(alice_key, user, outcome="unknown", at=old)
+    make_event(
+        alice_key,
+        user,
+        kind="outcome",
+        outcome="succeeded",
+        correlation_id=resolved.correlation_id,
+        created_at=old + timedelta(minutes=5),
+        source="reconcile",
+    )
+    assert attempts_needing_reconciliation(older_than=timedelta(minutes=5)) == [unknown, no_outcome]
+
+
+# --- admin ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client_with_trail(admin_client, user, alice_key):
+    intent, _ = make_attempt(alice_key, user)
+    return admin_client, intent
+
+
+def test_admin_lists_and_shows_rows_read_only(admin_client_with_trail):
+    admin_client, intent = admin_client_with_trail
+    listing = admin_client.get(reverse("admin:vms_deletionevent_changelist"))
+    assert listing.status_code == 200
+    body = listing.content.decode()
+    assert VM_A in body
+    assert 'name="action"' not in body  # no bulk actions, so no "delete selected"
+    assert reverse("admin:vms_deletionevent_add") not in body
+    page = admin_client.get(reverse("admin:vms_deletionevent_change", args=[intent.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert intent.request_id in html
+    assert 'name="_save"' not in html and 'name="message"' not in html
+    assert reverse("admin:vms_deletionevent_delete", args=[intent.pk]) not in html
+
+
+def test_admin_refuses_add_change_and_delete(admin_client_with_trail):
+    admin_client, intent = admin_client_with_trail
+    change = reverse("admin:vms_deletionevent_change", args=[intent.pk])
+    assert admin_client.post(change, {"message": "rewritten"}).status_code == 403
+    assert admin_client.get(reverse("admin:vms_deletionevent_add")).status_code == 403
+    delete = reverse("admin:vms_deletionevent_delete", args=[intent.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    changelist = reverse("admin:vms_deletionevent_changelist")
+    admin_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [intent.pk], "post": "yes"}
+    )
+    intent.refresh_from_db()
+    assert intent.message == ""
+    assert DeletionEvent.objects.count() == 2

@@ -1,0 +1,126 @@
+"""The deletion audit trail is append-only in the database, in the model and across user/key removal."""
+
+import uuid
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from vms import services
+from vms.models import ApiKey, AppendOnlyError, DeletionEvent
+
+pytestmark = pytest.mark.django_db
+
+VM_ID = "0x0000000000000000000000000000000000000001"
+
+
+@pytest.fixture
+def alice_key(user):
+    return services.apikey_create(
+        owner=user,
+        label="Production",
+        secret="alice-secret-9f3c",
+        base_url="https://api.fluence.dev",
+        verify=False,
+    )
+
+
+@pytest.fixture
+def rows(user, alice_key):
+    correlation_id = uuid.uuid4()
+    common = {
+        "correlation_id": correlation_id,
+        "actor_username": user.get_username(),
+        "actor_id": str(user.pk),
+        "key_id": str(alice_key.pk),
+        "key_label": alice_key.label,
+        "key_fingerprint": alice_key.fingerprint,
+        "key_owner_username": user.get_username(),
+        "vm_id": VM_ID,
+        "vm_name": "vm-name",
+        "vm_snapshot": {"id": VM_ID, "status": "ACTIVE"},
+    }
+    intent = DeletionEvent.objects.create(kind="intent", created_at=timezone.now(), **common)
+    outcome = DeletionEvent.objects.create(
+        kind="outcome", outcome="succeeded", upstream_status=200, created_at=timezone.now(), **common
+    )
+    return [intent, outcome]
+
+
+def _snapshot():
+    return list(DeletionEvent.objects.order_by("pk").values())
+
+
+def _refused(sql: str, params: list | None = None) -> None:
+    # Inside atomic(): the failed statement rolls back to a savepoint and the test's transaction survives.
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, params)
+
+
+def test_database_refuses_update(rows):
+    before = _snapshot()
+    _refused("UPDATE vms_deletionevent SET message = 'x'")
+    assert _snapshot() == before
+
+
+def test_database_refuses_delete(rows):
+    before = _snapshot()
+    _refused("DELETE FROM vms_deletionevent")
+    _refused("DELETE FROM vms_deletionevent WHERE id = %s", [rows[0].pk])
+    assert _snapshot() == before
+
+
+def test_database_refuses_truncate_on_postgresql(rows):
+    if connection.vendor != "postgresql":
+        pytest.skip("TRUNCATE exists on PostgreSQL only (SQLite has no such statement)")
+    before = _snapshot()
+    _refused("TRUNCATE vms_deletionevent")
+    assert _snapshot() == before
+
+
+def test_database_still_accepts_inserts(rows):
+    assert DeletionEvent.objects.count() == 2
+
+
+def test_model_refuses_save_on_an_existing_row(rows):
+    row = DeletionEvent.objects.get(pk=rows[0].pk)
+    row.message = "rewritten"
+    with pytest.raises(AppendOnlyError):
+        row.save()
+    with pytest.raises(AppendOnlyError):
+        row.save(update_fields=["message"])
+    assert DeletionEvent.objects.get(pk=rows[0].pk).message == ""
+
+
+def test_model_refuses_delete(rows):
+    with pytest.raises(AppendOnlyError):
+        rows[0].delete()
+    assert DeletionEvent.objects.count() == 2
+
+
+def test_queryset_refuses_update_and_delete(rows):
+    with pytest.raises(AppendOnlyError):
+        DeletionEvent.objects.update(message="x")
+    with pytest.raises(AppendOnlyError):
+        DeletionEvent.objects.filter(pk=rows[0].pk).update(message="x")
+    with pytest.raises(AppendOnlyError):
+        DeletionEvent.objects.all().delete()
+    with pytest.raises(AppendOnlyError):
+        DeletionEvent.objects.filter(pk=rows[0].pk).delete()
+    assert _snapshot()[0]["message"] == ""
+    assert DeletionEvent.objects.count() == 2
+
+
+def test_removing_the_key_and_the_user_leaves_every_row_intact(rows, user, alice_key):
+    before = _snapshot()
+    alice_key.delete()
+    assert not ApiKey.objects.exists()
+    assert _snapshot() == before
+    user.delete()
+    assert _snapshot() == before
+    assert {row["actor_username"] for row in before} == {"alice"}
+    assert {row["key_label"] for row in before} == {"Production"}

@@ -1,0 +1,138 @@
+"""Staying useful while Fluence struggles: a circuit breaker per API base URL, a cool-down per key after a
+429, and single-flight list calls. All state lives in Django's cache, so every app process shares it when
+Redis is configured. Nothing here ever sleeps on Retry-After."""
+
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger("vms.resilience")
+
+
+def _url_token(base_url: str) -> str:
+    return hashlib.sha256(base_url.encode()).hexdigest()[:16]
+
+
+# --- cool-down after a 429 ------------------------------------------------------------------------------
+
+
+def cooldown_start(*, key_id: int, retry_after: float | None) -> float:
+    """Fluence asked this key to wait: remember until when (default when it named no time)."""
+    seconds = retry_after if retry_after and retry_after > 0 else settings.FLUENCE_DEFAULT_COOLDOWN_SECONDS
+    seconds = min(seconds, settings.FLUENCE_MAX_COOLDOWN_SECONDS)
+    until = time.time() + seconds
+    cache.set(f"fluence:cooldown:{key_id}", until, timeout=int(seconds) + 1)
+    logger.info("key %s cooling down for %.0f s after a 429", key_id, seconds)
+    return until
+
+
+def cooldown_remaining(*, key_id: int) -> float:
+    until = cache.get(f"fluence:cooldown:{key_id}")
+    return max(0.0, until - time.time()) if until else 0.0
+
+
+# --- circuit breaker per base URL -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    open: bool
+    retry_in: float  # seconds until a trial call is allowed
+
+
+def _failures_key(base_url: str) -> str:
+    return f"fluence:circuit:failures:{_url_token(base_url)}"
+
+
+def _opened_key(base_url: str) -> str:
+    return f"fluence:circuit:opened:{_url_token(base_url)}"
+
+
+def circuit_state(base_url: str) -> CircuitState:
+    opened_until = cache.get(_opened_key(base_url))
+    if opened_until is None:
+        return CircuitState(open=False, retry_in=0.0)
+    remaining = opened_until - time.time()
+    if remaining > 0:
+        return CircuitState(open=True, retry_in=remaining)
+    # Half-open: one caller (in any process) gets the trial call, the others still wait.
+    if cache.add(f"fluence:circuit:trial:{_url_token(base_url)}", 1, timeout=int(_call_budget()) + 1):
+        return CircuitState(open=False, retry_in=0.0)
+    return CircuitState(open=True, retry_in=1.0)
+
+
+def circuit_record_success(base_url: str) -> None:
+    if cache.get(_failures_key(base_url)) or cache.get(_opened_key(base_url)) is not None:
+        cache.delete_many(
+            [_failures_key(base_url), _opened_key(base_url), f"fluence:circuit:trial:{_url_token(base_url)}"]
+        )
+        logger.info("circuit for %s closed again", base_url)
+
+
+def circuit_record_failure(base_url: str) -> None:
+    """An upstream failure that says nothing about one key (5xx, timeout, refused, garbage)."""
+    key = _failures_key(base_url)
+    cache.add(key, 0, timeout=settings.FLUENCE_CIRCUIT_SECONDS * 4)
+    try:
+        failures = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=settings.FLUENCE_CIRCUIT_SECONDS * 4)
+        failures = 1
+    half_open = cache.get(_opened_key(base_url)) is not None
+    if failures >= settings.FLUENCE_CIRCUIT_FAILURES or half_open:
+        until = time.time() + settings.FLUENCE_CIRCUIT_SECONDS
+        cache.set(_opened_key(base_url), until, timeout=settings.FLUENCE_CIRCUIT_SECONDS * 4)
+        cache.delete(f"fluence:circuit:trial:{_url_token(base_url)}")
+        logger.warning(
+            "circuit for %s open for %s s after %s failures",
+            base_url,
+            settings.FLUENCE_CIRCUIT_SECONDS,
+            failures,
+        )
+
+
+# --- single flight --------------------------------------------------------------------------------------
+
+
+def _call_budget() -> float:
+    """The longest one list call may take: a connect and a read timeout, and one retried GET."""
+    return 2 * (settings.FLUENCE_CONNECT_TIMEOUT + settings.FLUENCE_READ_TIMEOUT)
+
+
+class SingleFlight:
+    """At most one list call per key at a time across every process; the others wait for its result.
+
+    The lock is a cache key taken with `add` (atomic in Redis and in the local-memory cache) and released
+    only by its holder's token.
+    """
+
+    def __init__(self, key_id: int):
+        self.lock_key = f"fluence:lock:{key_id}"
+        self.token = uuid.uuid4().hex
+        self.held = False
+
+    def acquire(self) -> bool:
+        self.held = cache.add(self.lock_key, self.token, timeout=int(_call_budget()) + 1)
+        return self.held
+
+    def release(self) -> None:
+        if self.held and cache.get(self.lock_key) == self.token:
+            cache.delete(self.lock_key)
+        self.held = False
+
+    def wait_for(self, read, *, poll: float = 0.02):
+        """Wait while another caller holds the lock, until `read()` returns something or the lock goes."""
+        deadline = time.monotonic() + _call_budget()
+        while time.monotonic() < deadline:
+            value = read()
+            if value is not None:
+                return value
+            if cache.get(self.lock_key) is None:
+                return read()
+            time.sleep(poll)
+        return read()
