@@ -1,0 +1,10 @@
+"""The single sign-on app."""
+
+from django.apps import AppConfig
+
+
+class SsoConfig(AppConfig):
+    name = "fluence_portal.sso"
+    label = "sso"
+    verbose_name = "Single sign-on"
+    default_auto_field = "django.db.models.BigAutoField"
