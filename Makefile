@@ -9,6 +9,7 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3; do \
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := .demo
+OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
 .PHONY: help run test test-fast test-e2e check format lint bench clean python
@@ -45,10 +46,15 @@ run: $(STAMP) $(DEMO)/env
 		$(PY) manage.py migrate --no-input -v 0 && \
 		exec $(PY) manage.py rundemo --addr 127.0.0.1:8000 --sandbox-port 8099
 
-test: $(STAMP)
+# The local OpenID provider the single sign-on tests sign in through (oidc-provider, from npm).
+$(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the OpenID Connect tests will be skipped (apt-get install -y nodejs npm)"; fi
+
+test: $(STAMP) $(OIDC_PROVIDER)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(OIDC_PROVIDER)
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 format: $(STAMP)

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "vms",
+    "fluence_portal.sso",
 ]
 
 MIDDLEWARE = [
@@ -199,3 +200,119 @@ LOGGING = {
 # Live refresh of the VM pages: fast while any VM is changing state, slow when all are settled.
 VM_POLL_FAST_SECONDS = int(env_float("VM_POLL_FAST_SECONDS", 5))
 VM_POLL_SLOW_SECONDS = int(env_float("VM_POLL_SLOW_SECONDS", 30))
+
+# --- Resilience: Fluence failing or asking to slow down ---
+# Consecutive upstream failures (5xx, timeouts, refused connections, garbage) that open the circuit of an
+# API base URL, and how long it stays open before one trial call.
+FLUENCE_CIRCUIT_FAILURES = int(env_float("FLUENCE_CIRCUIT_FAILURES", 5))
+FLUENCE_CIRCUIT_SECONDS = int(env_float("FLUENCE_CIRCUIT_SECONDS", 30))
+# After a 429: the cool-down when Fluence names no Retry-After, and the longest one honoured.
+FLUENCE_DEFAULT_COOLDOWN_SECONDS = env_float("FLUENCE_DEFAULT_COOLDOWN_SECONDS", 30)
+FLUENCE_MAX_COOLDOWN_SECONDS = env_float("FLUENCE_MAX_COOLDOWN_SECONDS", 900)
+
+
+# --- Security: rate limits, client addresses, exception reports ---
+def env_rate(name: str, default: str) -> tuple[int, int]:
+    """A rate limit written "attempts/seconds", e.g. "10/300"."""
+    raw = os.environ.get(name, "") or default
+    count, _, seconds = raw.partition("/")
+    try:
+        limit = (int(count), int(seconds))
+    except ValueError:
+        limit = (0, 0)
+    if limit[0] < 1 or limit[1] < 1:
+        raise ImproperlyConfigured(f"{name} must look like 10/300 (attempts per seconds), got {raw!r}")
+    return limit
+
+
+# Counted in the cache, so every app process shares them when REDIS_URL is set.
+LOGIN_RATE_LIMIT = env_rate("LOGIN_RATE_LIMIT", "10/300")  # failed sign-ins per username and per address
+KEY_ADD_RATE_LIMIT = env_rate("KEY_ADD_RATE_LIMIT", "10/600")  # keys tried per user and per address
+# How many reverse proxies in front of the portal append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_HOPS = int(env_float("TRUSTED_PROXY_HOPS", 0))
+# Rotating SECRET_KEY: the previous keys, still accepted for sessions and signatures until removed.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
+# Exception reports (the admin e-mail, the technical 500 page) hide API keys wherever they are held.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "fluence_portal.exception_filter.SecretHidingExceptionReporterFilter"
+
+
+# --- Single sign-on ---
+# Behind an authenticating proxy (SSO_PROXY_*), through OpenID Connect (OIDC_*), and/or the password form.
+def env_group_map(name: str) -> dict[str, str]:
+    """`idp-group=Django group,...`: the only Django groups single sign-on ever adds or removes."""
+    mapping = {}
+    for entry in env_list(name):
+        idp_group, separator, django_group = entry.partition("=")
+        if not separator or not idp_group.strip() or not django_group.strip():
+            raise ImproperlyConfigured(f"{name} entries look like idp-group=Django group, got {entry!r}")
+        mapping[idp_group.strip()] = django_group.strip()
+    return mapping
+
+
+def env_header(name: str, default: str = "") -> str:
+    header = os.environ.get(name, "").strip() or default
+    if header and not all(char.isascii() and (char.isalnum() or char == "-") for char in header):
+        # An underscore would be folded with the hyphen into one WSGI key, or dropped by the server.
+        raise ImproperlyConfigured(f"{name} must be a header name of letters, digits and hyphens: {header!r}")
+    return header
+
+
+LOCAL_LOGIN_ENABLED = env_bool("LOCAL_LOGIN_ENABLED", True)  # the password form (and the admin's)
+SSO_CREATE_USERS = env_bool("SSO_CREATE_USERS", True)
+SSO_GROUP_MAP = env_group_map("SSO_GROUP_MAP")
+
+SSO_PROXY_ENABLED = env_bool("SSO_PROXY_ENABLED")
+SSO_PROXY_USER_HEADER = env_header("SSO_PROXY_USER_HEADER", "X-Auth-Request-User")
+SSO_PROXY_EMAIL_HEADER = env_header("SSO_PROXY_EMAIL_HEADER")
+SSO_PROXY_GROUPS_HEADER = env_header("SSO_PROXY_GROUPS_HEADER")
+SSO_PROXY_GROUPS_SEPARATOR = os.environ.get("SSO_PROXY_GROUPS_SEPARATOR", "") or ","
+SSO_PROXY_SECRET_HEADER = env_header("SSO_PROXY_SECRET_HEADER")
+SSO_PROXY_SECRET = os.environ.get("SSO_PROXY_SECRET", "")
+if SSO_PROXY_SECRET_HEADER and len(SSO_PROXY_SECRET) < 16:
+    raise ImproperlyConfigured(
+        "SSO_PROXY_SECRET_HEADER is set: SSO_PROXY_SECRET must be at least 16 characters."
+    )
+
+OIDC_ENABLED = env_bool("OIDC_ENABLED")
+OIDC_PROVIDER_NAME = os.environ.get("OIDC_PROVIDER_NAME", "") or "single sign-on"
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+# The issuer's discovery document supplies every endpoint not set explicitly.
+OIDC_OP_ISSUER = os.environ.get("OIDC_OP_ISSUER", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "") or "openid email profile"
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "") or "groups"
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 5.0)  # seconds, for every call to the provider
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = int(env_float("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", 900))
+OIDC_RP_SIGN_ALGO = "RS256"  # verified with the provider's JWKS
+OIDC_USE_PKCE = True
+OIDC_VERIFY_SSL = True
+OIDC_DISCOVERY_CACHE_SECONDS = 3600
+if OIDC_ENABLED:
+    _oidc_endpoints = [
+        OIDC_OP_AUTHORIZATION_ENDPOINT,
+        OIDC_OP_TOKEN_ENDPOINT,
+        OIDC_OP_USER_ENDPOINT,
+        OIDC_OP_JWKS_ENDPOINT,
+    ]
+    if not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+        raise ImproperlyConfigured("OIDC_ENABLED needs OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET.")
+    if not OIDC_OP_ISSUER and not all(_oidc_endpoints):
+        raise ImproperlyConfigured(
+            "OIDC_ENABLED needs OIDC_OP_ISSUER, or all four OIDC_OP_*_ENDPOINT settings."
+        )
+
+# Each backend and middleware is inert while its feature is off.
+AUTHENTICATION_BACKENDS = [
+    "fluence_portal.sso.backends.LocalPasswordBackend",
+    "fluence_portal.sso.proxy.SsoProxyBackend",
+    "fluence_portal.sso.oidc.SsoOidcBackend",
+]
+MIDDLEWARE = [
+    *MIDDLEWARE,
+    "fluence_portal.sso.proxy.SsoProxyMiddleware",
+    "fluence_portal.sso.oidc.OidcSessionRefreshMiddleware",
+]

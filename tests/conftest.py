@@ -3,7 +3,20 @@
 import pytest
 from django.core.cache import cache
 
+from tests import secret_leak_guard
 from vms.sandbox import SandboxServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log():
+    """Every log record of the whole run, searched at the end for every secret the run used.
+
+    A leak fails the last test of the run (of each worker) with the offending lines, secrets masked.
+    """
+    with secret_leak_guard.watching() as (log, registry):
+        yield log, registry
+        leaked = secret_leak_guard.leaks(log.lines, registry.secrets)
+    assert not leaked, "secrets reached the logs:\n" + "\n".join(leaked)
 
 
 @pytest.fixture(autouse=True)
