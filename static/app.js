@@ -72,5 +72,26 @@ document.addEventListener("click", (event) => {
 document.addEventListener("change", (event) => {
   const all = event.target.closest("[data-select-all]");
   if (!all) return;
-  document.querySelectorAll(`input.${all.dataset.selectAll}`).forEach((box) => { box.checked = all.checked; });
+  document.querySelectorAll(all.dataset.selectAll).forEach((box) => { box.checked = all.checked; });
+});
+
+// Row "Delete" links open the confirmation dialog through htmx (they stay plain links without JavaScript,
+// and carry no hx-* attributes of their own so that each row of the table stays small).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a.row-delete");
+  if (!link || !window.htmx || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  event.preventDefault();
+  htmx.ajax("GET", link.getAttribute("href"), { target: "#modal-content" });  // the default swap: its content
+});
+
+// The table is refreshed in place: keep the rows the person ticked ticked across refreshes.
+let tickedRows = new Set();
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "vm-table") {
+    tickedRows = new Set(Array.from(document.querySelectorAll("#vm-table input[name=vm]:checked"), (box) => box.value));
+  }
+});
+document.addEventListener("htmx:afterSettle", () => {
+  if (!tickedRows.size) return;
+  document.querySelectorAll("#vm-table input[name=vm]").forEach((box) => { if (tickedRows.has(box.value)) box.checked = true; });
 });

@@ -1,7 +1,11 @@
 """Reads: which keys a person may use, and their VMs fetched from Fluence in parallel through the cache."""
 
+import json
 import logging
 import math
+import threading
+import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +19,7 @@ from vms import resilience
 from vms.crypto import SecretDecryptionError
 from vms.fluence.client import FluenceClient
 from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited
-from vms.fluence.models import Vm
+from vms.fluence.models import Vm, parse_vm_list
 from vms.models import ApiKey
 from vms.permissions import OWNER, VIEWER, apikeys_visible_to, role_may_delete
 
@@ -105,12 +109,73 @@ def _account_of(api_key: ApiKey) -> Account:
     )
 
 
-def _cache_key(key_id: int) -> str:
-    return f"fluence:vms:{key_id}"
+# One key's list lives in the shared cache in three entries: a short-lived "fresh" marker, a long-lived
+# "last good" marker, and the data itself, each marker naming the data by a token. A process keeps the
+# VMs it has already unpickled for a token, so a refresh costs one tiny cache read, not an unpickle of
+# thousands of objects; every process still sees the same data through the shared cache.
+_MEMO_SIZE = 256
+_memo: OrderedDict[tuple[int, str], tuple[Vm, ...]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    token: str
+    fetched_at: datetime
+
+
+def _fresh_key(key_id: int) -> str:
+    return f"fluence:vms:fresh:{key_id}"
 
 
 def _last_good_key(key_id: int) -> str:
     return f"fluence:vms:last:{key_id}"
+
+
+def _data_key(key_id: int) -> str:
+    return f"fluence:vms:data:{key_id}"
+
+
+def _remember(key_id: int, token: str, vms: tuple[Vm, ...]) -> None:
+    with _memo_lock:
+        _memo[(key_id, token)] = vms
+        _memo.move_to_end((key_id, token))
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+
+
+def _load(key_id: int, marker: "_Marker | None") -> FetchedList | None:
+    if marker is None:
+        return None
+    with _memo_lock:
+        vms = _memo.get((key_id, marker.token))
+    if vms is None:
+        stored = cache.get(_data_key(key_id))
+        if not stored or stored[0] != marker.token:
+            return None  # the data moved on since the marker was written: treat as a miss
+        # Stored as the upstream JSON: cheaper to write and read than pickled objects, and parsed once per
+        # process and refresh.
+        vms = tuple(parse_vm_list(json.loads(stored[1])))
+        _remember(key_id, marker.token, vms)
+    return FetchedList(vms=vms, fetched_at=marker.fetched_at)
+
+
+def _cached(key_id: int) -> FetchedList | None:
+    return _load(key_id, cache.get(_fresh_key(key_id)))
+
+
+def _last_good(key_id: int) -> FetchedList | None:
+    return _load(key_id, cache.get(_last_good_key(key_id)))
+
+
+def _store(key_id: int, vms: tuple[Vm, ...]) -> FetchedList:
+    marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now())
+    payload = json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
+    cache.set(_data_key(key_id), (marker.token, payload), LAST_GOOD_SECONDS)
+    cache.set(_last_good_key(key_id), marker, LAST_GOOD_SECONDS)
+    cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
+    _remember(key_id, marker.token, vms)
+    return FetchedList(vms=vms, fetched_at=marker.fetched_at)
 
 
 def _problem_of(error: FluenceError) -> tuple[str, str]:
@@ -125,8 +190,7 @@ def _problem_of(error: FluenceError) -> tuple[str, str]:
 
 def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     """Runs in a worker thread: the cache, else one list call per key at a time. Touches no database."""
-    cache_key = _cache_key(account.key_id)
-    hit: FetchedList | None = cache.get(cache_key)
+    hit = _cached(account.key_id)
     if hit is not None:
         return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
     waiting = resilience.cooldown_remaining(key_id=account.key_id)
@@ -148,7 +212,7 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     flight = resilience.SingleFlight(account.key_id)
     if not flight.acquire():
         # Someone (in this or another process) is already asking Fluence for this key: use their answer.
-        hit = flight.wait_for(lambda: cache.get(cache_key))
+        hit = flight.wait_for(lambda: _cached(account.key_id))
         if hit is not None:
             return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
         if not flight.acquire():
@@ -173,15 +237,13 @@ def _call_upstream(account: Account, secret: str, generation: str) -> AccountRes
             resilience.circuit_record_failure(account.base_url)
         return _fallback(account, kind, message)
     resilience.circuit_record_success(account.base_url)
-    fetched = FetchedList(vms=tuple(vms), fetched_at=timezone.now())
-    cache.set(_cache_key(account.key_id), fetched, settings.FLUENCE_CACHE_SECONDS)
-    cache.set(_last_good_key(account.key_id), fetched, LAST_GOOD_SECONDS)
+    fetched = _store(account.key_id, tuple(vms))
     return AccountResult(account=account, vms=fetched.vms, fetched_at=fetched.fetched_at)
 
 
 def _fallback(account: Account, kind: str, message: str) -> AccountResult:
     """The last good data of this key, if any, with what went wrong."""
-    last: FetchedList | None = cache.get(_last_good_key(account.key_id))
+    last = _last_good(account.key_id)
     return AccountResult(
         account=account,
         vms=last.vms if last else (),
@@ -254,7 +316,8 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
 
 
 def forget_cached_vms(*, key_id: int) -> None:
-    cache.delete(_cache_key(key_id))
+    """The next read of this key asks Fluence again (its last good data stays for fallbacks)."""
+    cache.delete(_fresh_key(key_id))
 
 
 DELETING_SECONDS = 3600

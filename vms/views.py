@@ -17,7 +17,7 @@ from vms import audit, ratelimit, selectors, services
 from vms.billing import epoch_progress
 from vms.fluence.models import is_valid_vm_id
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
-from vms.listing import SORTS, VmQuery, table_page
+from vms.listing import SORTS, VmQuery, row_views, table_page
 from vms.permissions import ROLE_LABELS, can_delete_vms, can_manage_key, can_share_key
 from vms.services import RequestMeta
 
@@ -46,7 +46,9 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     query = VmQuery.from_querydict(request.GET)
     listing = selectors.vms_for_user(user=request.user)
     table = table_page(listing.rows, query)
+    now = timezone.now()
     context = {
+        "rows": row_views(table.rows, now=now, url_prefix=reverse("vms:list") + "vms/"),
         "listing": listing,
         "query": query,
         "table": table,
@@ -59,7 +61,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         if table.any_changing
         else settings.VM_POLL_SLOW_SECONDS,
         "data_time": _data_time(listing.accounts),
-        "now": timezone.now(),
+        "now": now,
     }
     return _render(request, "vms/list.html", "vms/list_partial.html", context)
 

@@ -60,7 +60,7 @@ def test_bulk_delete_three_vms_from_the_list(page, portal, sandbox, fast):
     assert len(vms) == 3
     sign_in(page, portal)
     for vm in vms:
-        page.check(f'#vm-table tr[data-vm-id="{vm["id"]}"] input.vm-select')
+        page.check(f'#vm-table tr[data-vm-id="{vm["id"]}"] input[name=vm]')
     page.click("#bulk-delete-button")
     dialog = page.locator("dialog#modal")
     expect(dialog).to_contain_text("Delete 3 VMs?")

@@ -71,12 +71,24 @@ class FrozenList(list):
         return f"FrozenList({list.__repr__(self)})"
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: object) -> object:
     """A deep, read-only copy of decoded JSON that still compares equal to it and serialises as JSON."""
-    if isinstance(value, dict):
-        return FrozenDict({str(key): freeze(item) for key, item in value.items()})
-    if isinstance(value, list | tuple):
-        return FrozenList(freeze(item) for item in value)
+    # Exact type checks first: this runs over every field of every VM, so it is on the hot path of a list.
+    kind = type(value)
+    if kind in _ATOMS or kind is FrozenDict or kind is FrozenList:
+        return value  # already immutable: frozen parts are shared, never copied again
+    if kind is dict or isinstance(value, dict):
+        return FrozenDict(
+            {
+                key if type(key) is str else str(key): item if type(item) in _ATOMS else freeze(item)
+                for key, item in value.items()
+            }
+        )
+    if kind is list or isinstance(value, list | tuple):
+        return FrozenList([item if type(item) in _ATOMS else freeze(item) for item in value])
     return value
 
 
@@ -535,6 +547,8 @@ def parse_vm(obj: object) -> Vm:
 
 
 def _parse_vm(obj: dict) -> Vm:
+    # Freeze once, then read from the frozen copy: details and metadata are shared with `raw`, not copied.
+    obj = freeze(obj)
     vm_id = obj.get("id")
     if not isinstance(vm_id, str) or not is_valid_vm_id(vm_id):
         raise _bad("a VM has a missing or malformed id")
@@ -557,7 +571,7 @@ def _parse_vm(obj: dict) -> Vm:
         public_ip=_optional_str(obj, "publicIp") or None,
         ports=tuple(parse_port(port) for port in _list_of_objects(obj, "ports")),
         resources=tuple(parse_resource(resource) for resource in _list_of_objects(obj, "resources")),
-        raw=freeze(obj),
+        raw=obj,
     )
 
 
