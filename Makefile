@@ -68,3 +68,6 @@ check: format lint test
 
 clean:
 	rm -rf $(VENV) $(DEMO) staticfiles .hypothesis
+
+bench: $(STAMP)
+	$(PY) tests/bench/bench.py

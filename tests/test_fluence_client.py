@@ -86,6 +86,27 @@ def test_list_sends_both_auth_headers_and_timeouts(client, mocked):
     assert not request.body
 
 
+def test_list_with_body_returns_fluences_own_json_once(client, mocked):
+    body = json.dumps(example_list()).encode()
+    mocked.get(LIST_URL, body=body, content_type="application/json")
+
+    vms, raw = client.list_vms_with_body()
+
+    assert [vm.id for vm in vms] == [VM_ID]
+    assert raw == body  # kept as received, for the cache
+    assert client.list_vms_with_body()[1] == body and len(mocked.calls) == 2
+    assert client._bodies is None  # nothing kept between calls
+
+
+def test_list_with_body_after_a_retried_get_keeps_only_the_answer(client, mocked):
+    mocked.get(LIST_URL, status=503, json={"error": "busy"})
+    mocked.get(LIST_URL, json=example_list())
+
+    vms, raw = client.list_vms_with_body()
+
+    assert len(vms) == 1 and json.loads(raw) == example_list()
+
+
 def test_timeouts_default_to_settings(settings, mocked):
     settings.FLUENCE_CONNECT_TIMEOUT = 1.25
     settings.FLUENCE_READ_TIMEOUT = 4.5

@@ -168,9 +168,10 @@ def _last_good(key_id: int) -> FetchedList | None:
     return _load(key_id, cache.get(_last_good_key(key_id)))
 
 
-def _store(key_id: int, vms: tuple[Vm, ...]) -> FetchedList:
+def _store(key_id: int, vms: tuple[Vm, ...], body: bytes | None = None) -> FetchedList:
+    """Share a fresh list: `body` is Fluence's own JSON of it when one answer held it all."""
     marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now())
-    payload = json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
+    payload = body if body is not None else json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
     cache.set(_data_key(key_id), (marker.token, payload), LAST_GOOD_SECONDS)
     cache.set(_last_good_key(key_id), marker, LAST_GOOD_SECONDS)
     cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
@@ -226,7 +227,7 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
 def _call_upstream(account: Account, secret: str, generation: str) -> AccountResult:
     client = FluenceClient(base_url=account.base_url, api_key=secret, generation=generation)
     try:
-        vms = client.list_vms()
+        vms, body = client.list_vms_with_body()
     except FluenceError as error:
         kind, message = _problem_of(error)
         logger.warning("listing VMs failed for key %s (…%s): %s", account.key_id, account.fingerprint, kind)
@@ -237,7 +238,7 @@ def _call_upstream(account: Account, secret: str, generation: str) -> AccountRes
             resilience.circuit_record_failure(account.base_url)
         return _fallback(account, kind, message)
     resilience.circuit_record_success(account.base_url)
-    fetched = _store(account.key_id, tuple(vms))
+    fetched = _store(account.key_id, tuple(vms), body)
     return AccountResult(account=account, vms=fetched.vms, fetched_at=fetched.fetched_at)
 
 

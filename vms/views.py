@@ -17,7 +17,7 @@ from vms import audit, ratelimit, selectors, services
 from vms.billing import epoch_progress
 from vms.fluence.models import is_valid_vm_id
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
-from vms.listing import SORTS, VmQuery, row_views, table_page
+from vms.listing import SORTS, VmQuery, render_rows, row_views, table_page
 from vms.permissions import ROLE_LABELS, can_delete_vms, can_manage_key, can_share_key
 from vms.services import RequestMeta
 
@@ -47,8 +47,10 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     listing = selectors.vms_for_user(user=request.user)
     table = table_page(listing.rows, query)
     now = timezone.now()
+    rows = row_views(table.rows, now=now, url_prefix=reverse("vms:list") + "vms/")
     context = {
-        "rows": row_views(table.rows, now=now, url_prefix=reverse("vms:list") + "vms/"),
+        "rows": rows,
+        "rows_html": render_rows(rows),
         "listing": listing,
         "query": query,
         "table": table,

@@ -67,6 +67,8 @@ class ApiAdapter:
     generation can make several calls for one `list_vms` without the client or its callers changing."""
 
     name: ClassVar[str]
+    # True when a list is one answer whose JSON body is the array of VMs itself.
+    single_answer_list: ClassVar[bool] = False
 
     def is_valid_id(self, vm_id: str) -> bool:
         raise NotImplementedError
@@ -82,6 +84,7 @@ class BaselineAdapter(ApiAdapter):
     """The baseline contract: `GET /vms/v2` (a plain array), `DELETE /vms/v3` with `{"vmId": id}`."""
 
     name = "baseline"
+    single_answer_list = True
     list_path = "/vms/v2"
     delete_path = "/vms/v3"
 
@@ -217,6 +220,7 @@ class FluenceClient:
             settings.FLUENCE_CONNECT_TIMEOUT if connect_timeout is None else float(connect_timeout)
         )
         self.read_timeout = settings.FLUENCE_READ_TIMEOUT if read_timeout is None else float(read_timeout)
+        self._bodies: list[bytes] | None = None  # collected only during list_vms_with_body()
 
     def __repr__(self) -> str:
         return f"FluenceClient(base_url={self.base_url!r}, generation={self.generation!r}, api_key=<hidden>)"
@@ -231,6 +235,14 @@ class FluenceClient:
             return self.adapter.list_vms(self._send)
         except BadResponse as exc:
             raise self._redacted(exc) from None
+
+    def list_vms_with_body(self) -> tuple[list[Vm], bytes | None]:
+        """The VMs, and the JSON body they came from when one answer held the whole list (the baseline
+        and generation A): a cache can keep those bytes as they are instead of serialising the VMs again."""
+        self._bodies = []
+        vms = self.list_vms()
+        bodies, self._bodies = self._bodies, None
+        return vms, bodies[0] if len(bodies) == 1 and self.adapter.single_answer_list else None
 
     def delete_vm(self, vm_id: str) -> None:
         """Ask Fluence to delete one VM. Never retried: a repeat could act twice or hide the outcome."""
@@ -255,7 +267,10 @@ class FluenceClient:
                 raise
             if response.status_code in RETRYABLE_STATUSES and attempt < attempts:
                 continue
-            return self._decode(request, response)
+            decoded = self._decode(request, response)
+            if self._bodies is not None and request.method == "GET":
+                self._bodies.append(response.content)
+            return decoded
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _perform(self, request: ApiRequest) -> requests.Response:
