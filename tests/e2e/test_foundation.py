@@ -9,10 +9,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_demo_user_sees_the_example_vm(page, portal):
     sign_in(page, portal)
-    row = page.locator("tr", has_text="vm-name")
-    row.wait_for()
-    text = row.inner_text()
-    assert "0.298160" in text
-    assert "2" in text and "4 GiB" in text and "25 GiB" in text
-    assert "Paris" in text and "France" in text
+    row = page.locator('#vm-table tr[data-vm-id="0x0000000000000000000000000000000000000001"]')
+    cells = row.locator("td").all_inner_texts()
+    # select, name, status, account, location, vCPU, RAM, storage, IP, price, next billing, age, actions
+    assert cells[1] == "vm-name"
+    assert cells[4].startswith("Paris, France")
+    assert (cells[5], cells[6], cells[7]) == ("2 vCPU", "4 GiB", "25 GiB")
+    assert cells[9] == "0.298160"
+    assert "USDC" in page.locator("#vm-table th.col-price").inner_text()
     screenshot(page, "foundation-list")

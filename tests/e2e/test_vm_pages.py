@@ -86,6 +86,8 @@ def test_list_and_detail_screenshots(browser, portal, width):
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     sign_in(page, portal)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"the list page scrolls sideways by {overflow}px at {width}px (only its table may)"
     screenshot(page, f"list-{width}")
     page.click(f'#vm-table tr[data-vm-id="{EXAMPLE_ID}"] td.col-name a')
     page.wait_for_selector("#vm-status")
