@@ -9,7 +9,7 @@ from django.utils import timezone
 from vms import services
 from vms.models import ApiKey, AppendOnlyError, DeletionEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_triggers_installed")]
 
 VM_ID = "0x0000000000000000000000000000000000000001"
 

@@ -47,3 +47,9 @@ def uninstall(connection) -> None:
     with connection.cursor() as cursor:
         for statement in _statements(connection.vendor, install=False):
             cursor.execute(statement)
+
+
+def ensure_installed(connection) -> None:
+    """Install the triggers whether or not they are there (the test suite lifts them around clean-ups)."""
+    uninstall(connection)
+    install(connection)

@@ -218,6 +218,11 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
             return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
         if not flight.acquire():
             return _fallback(account, "unavailable", "Fluence has not answered yet; showing the last data.")
+    # Someone may have stored a fresh answer between our cache miss and taking the lock.
+    hit = _cached(account.key_id)
+    if hit is not None:
+        flight.release()
+        return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
     try:
         return _call_upstream(account, secret, generation)
     finally:
