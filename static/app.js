@@ -9,7 +9,10 @@ function tickUpdatedAgo() {
     const target = element.querySelector(".updated-ago");
     if (!at || !target) return;
     const seconds = Math.max(0, Math.round(now - at));
-    target.textContent = seconds < 60 ? `${seconds} s ago` : `${Math.floor(seconds / 60)} min ago`;
+    if (seconds < 60) target.textContent = `${seconds} s ago`;
+    else if (seconds < 3600) target.textContent = `${Math.floor(seconds / 60)} min ago`;
+    else if (seconds < 86400) target.textContent = `${Math.floor(seconds / 3600)} h ago`;
+    else target.textContent = `${Math.floor(seconds / 86400)} d ago`;
   });
 }
 setInterval(tickUpdatedAgo, 1000);

@@ -85,7 +85,7 @@ def test_a_key_revoked_mid_session(alice_client, api_key, healthy_key, sandbox):
     alice_client.get(reverse("vms:list"))
     sandbox.state.set_revoked(KEY, True)
     body = alice_client.get(reverse("vms:list")).content.decode()
-    assert "key refused" in body and "API key revoked" in body and "Re-enter the key" in body
+    assert "key refused" in body and "API key revoked" in body and "Manage your keys" in body
     assert "Showing data from" in body
 
 

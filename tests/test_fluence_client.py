@@ -516,7 +516,7 @@ def test_user_messages_are_clear_sentences():
     assert (
         str(AuthError(status=403, upstream_message="Invalid API key"))
         == "Fluence refused this API key (HTTP 403): Invalid API key. Check that the key is still valid and "
-        "has the needed permissions, or re-enter the key."
+        "has the needed permissions; if it was replaced, add the new one."
     )
     assert str(RateLimited(status=429, retry_after=2.4)).endswith("Try again in 2 s.")
     assert "may have been received" in str(Unavailable("dropped", may_have_reached_server=True))

@@ -298,7 +298,7 @@ def test_a_refused_key_shows_its_own_message_and_the_other_account_still_shows(
     )
     body = alice_client.get(reverse("vms:list")).content.decode()
     assert "Old account (…0001)" in body
-    assert "key refused" in body and "API key revoked" in body and "Re-enter the key" in body
+    assert "key refused" in body and "API key revoked" in body and "Manage your keys" in body
     assert "vm-name" in body
 
 

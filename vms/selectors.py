@@ -1,5 +1,6 @@
 """Reads: which keys a person may use, and their VMs fetched from Fluence in parallel through the cache."""
 
+import contextvars
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ from django.utils import timezone
 from vms import resilience
 from vms.crypto import SecretDecryptionError
 from vms.fluence.client import FluenceClient
-from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited
+from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited, Unavailable
 from vms.fluence.models import Vm, parse_vm_list
 from vms.models import ApiKey
 from vms.permissions import OWNER, VIEWER, apikeys_visible_to, role_may_delete
@@ -124,6 +125,10 @@ class _Marker:
     fetched_at: datetime
 
 
+def _problem_key(key_id: int) -> str:
+    return f"fluence:vms:problem:{key_id}"
+
+
 def _fresh_key(key_id: int) -> str:
     return f"fluence:vms:fresh:{key_id}"
 
@@ -194,6 +199,9 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     hit = _cached(account.key_id)
     if hit is not None:
         return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+    problem = cache.get(_problem_key(account.key_id))
+    if problem is not None:
+        return _fallback(account, *problem)
     waiting = resilience.cooldown_remaining(key_id=account.key_id)
     if waiting:
         return _fallback(
@@ -213,7 +221,9 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     flight = resilience.SingleFlight(account.key_id)
     if not flight.acquire():
         # Someone (in this or another process) is already asking Fluence for this key: use their answer.
-        hit = flight.wait_for(lambda: _cached(account.key_id))
+        hit = flight.wait_for(lambda: _cached(account.key_id) or cache.get(_problem_key(account.key_id)))
+        if isinstance(hit, tuple):
+            return _fallback(account, *hit)
         if hit is not None:
             return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
         if not flight.acquire():
@@ -238,9 +248,13 @@ def _call_upstream(account: Account, secret: str, generation: str) -> AccountRes
         logger.warning("listing VMs failed for key %s (…%s): %s", account.key_id, account.fingerprint, kind)
         if isinstance(error, RateLimited):
             resilience.cooldown_start(key_id=account.key_id, retry_after=error.retry_after)
-        elif not isinstance(error, AuthError):
-            # A refused key says nothing about Fluence's health: only the others count against the circuit.
+        elif isinstance(error, Unavailable):
+            # Only outages count against the API's circuit: a refused key or one account's unreadable
+            # answer says nothing about Fluence's health for the other keys.
             resilience.circuit_record_failure(account.base_url)
+        # Remember the failure for one refresh interval, like a success: N people watching a failing key
+        # cause one call per interval, not one per page.
+        cache.set(_problem_key(account.key_id), (kind, message), settings.FLUENCE_CACHE_SECONDS)
         return _fallback(account, kind, message)
     resilience.circuit_record_success(account.base_url)
     fetched = _store(account.key_id, tuple(vms), body)
@@ -305,7 +319,23 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
                 )
             )
             continue
-        futures.append(_executor.submit(_fetch, account, secret, api_key.generation))
+        if api_key.base_url not in settings.FLUENCE_API_URLS:
+            # The allowlist holds at every use, not only when a key is added: the administrator may have
+            # removed the address since.
+            results.append(
+                AccountResult(
+                    account=account,
+                    vms=(),
+                    fetched_at=None,
+                    problem=f"This key points at {api_key.base_url}, which the administrator no longer "
+                    "allows (FLUENCE_API_URLS). Nothing was sent there.",
+                    problem_kind="not_allowed",
+                )
+            )
+            continue
+        # The worker thread logs under this request's id too.
+        context = contextvars.copy_context()
+        futures.append(_executor.submit(context.run, _fetch, account, secret, api_key.generation))
     results.extend(future.result() for future in futures)
     results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
     deleting = cache.get_many([_deleting_key(result.account.key_id) for result in results])
@@ -323,7 +353,7 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
 
 def forget_cached_vms(*, key_id: int) -> None:
     """The next read of this key asks Fluence again (its last good data stays for fallbacks)."""
-    cache.delete(_fresh_key(key_id))
+    cache.delete_many([_fresh_key(key_id), _problem_key(key_id)])
 
 
 DELETING_SECONDS = 3600
@@ -340,3 +370,7 @@ def vm_mark_deleting(*, key_id: int, vm_id: str) -> None:
     pending[vm_id.lower()] = timezone.now().timestamp()
     cache.set(marker, pending, DELETING_SECONDS)
     forget_cached_vms(key_id=key_id)
+
+
+def vm_is_deleting(*, key_id: int, vm_id: str) -> bool:
+    return vm_id.lower() in (cache.get(_deleting_key(key_id)) or {})

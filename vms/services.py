@@ -6,13 +6,16 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from vms import resilience
+from vms import resilience, selectors
 from vms.fluence.client import FluenceClient
 from vms.fluence.errors import AuthError, FluenceError, RateLimited, Unavailable
 from vms.fluence.models import Vm
@@ -75,14 +78,19 @@ def apikey_create(*, owner, label: str, secret: str, base_url: str, verify: bool
         raise ValidationError({"label": "You already have a key with this label."})
     if verify:
         apikey_verify(secret=secret, base_url=base_url)
-    api_key = ApiKey.objects.create(
-        owner=owner,
-        label=label,
-        secret=secret,
-        fingerprint=secret[-4:],
-        base_url=base_url,
-        last_used_at=timezone.now() if verify else None,
-    )
+    try:
+        with transaction.atomic():
+            api_key = ApiKey.objects.create(
+                owner=owner,
+                label=label,
+                secret=secret,
+                fingerprint=secret[-4:],
+                base_url=base_url,
+                last_used_at=timezone.now() if verify else None,
+            )
+    except IntegrityError:
+        # The same label was saved meanwhile (a double submit while the key was being tried).
+        raise ValidationError({"label": "You already have a key with this label."}) from None
     logger.info(
         "api key added: id=%s owner=%s label=%r fingerprint=…%s", api_key.pk, owner, label, secret[-4:]
     )
@@ -95,7 +103,11 @@ def apikey_rename(*, api_key: ApiKey, label: str) -> ApiKey:
     if ApiKey.objects.filter(owner=api_key.owner, label=label).exclude(pk=api_key.pk).exists():
         raise ValidationError({"label": "You already have a key with this label."})
     api_key.label = label
-    api_key.save(update_fields=["label", "updated_at"])
+    try:
+        with transaction.atomic():
+            api_key.save(update_fields=["label", "updated_at"])
+    except IntegrityError:
+        raise ValidationError({"label": "You already have a key with this label."}) from None
     logger.info("api key renamed: id=%s label=%r", api_key.pk, label)
     return api_key
 
@@ -107,11 +119,14 @@ def apikey_delete(*, api_key: ApiKey) -> None:
     api_key.delete()
 
 
-def apikey_touch(*, api_key: ApiKey) -> None:
-    """Record that the key was used, at most once every five minutes (it costs a write)."""
+def apikeys_mark_used(*, key_ids: list[int]) -> None:
+    """Record that these keys answered, at most once every five minutes per key (one cheap UPDATE)."""
+    if not key_ids:
+        return
     now = timezone.now()
-    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 300:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    ApiKey.objects.filter(pk__in=key_ids).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(minutes=5))
+    ).update(last_used_at=now)
 
 
 # --- deleting VMs -------------------------------------------------------------------------------------
@@ -175,12 +190,38 @@ def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
     Never retried: a DELETE that may have reached Fluence is recorded as unknown, for a person (or the
     reconcile_deletions command) to check.
     """
+    # Everything that refuses comes before the intent row: a refusal sends nothing and records nothing.
+    if api_key.base_url not in settings.FLUENCE_API_URLS:
+        raise DeletionRefused(
+            f"This key points at {api_key.base_url}, which the administrator no longer allows. "
+            "Nothing was sent."
+        )
+    client = FluenceClient(
+        base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
+    )
+    if not client.adapter.is_valid_id(vm.id):
+        raise DeletionRefused("This VM's id is not one this account's API can delete. Nothing was sent.")
     waiting = resilience.cooldown_remaining(key_id=api_key.pk)
     if waiting:
         raise DeletionRefused(
             f"Fluence asked to slow down for this key (HTTP 429). Nothing was sent; try again in "
             f"{math.ceil(waiting)} s."
         )
+    if selectors.vm_is_deleting(key_id=api_key.pk, vm_id=vm.id):
+        raise DeletionRefused("Fluence already accepted a deletion of this VM. Nothing was sent again.")
+    # One deletion of a VM at a time, across every process: a double click or a second tab sends nothing.
+    in_flight = f"fluence:deleting-now:{api_key.pk}:{vm.key}"
+    if not cache.add(
+        in_flight, meta.request_id or "1", timeout=int(2 * (client.connect_timeout + client.read_timeout)) + 5
+    ):
+        raise DeletionRefused("A deletion of this VM is already under way. Nothing was sent again.")
+    try:
+        return _delete_audited(client=client, api_key=api_key, vm=vm, meta=meta)
+    finally:
+        cache.delete(in_flight)
+
+
+def _delete_audited(*, client: FluenceClient, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
     # No transaction.atomic here: in autocommit the intent row is committed before the upstream call,
     # so a crash or a kill during the call cannot take it back.
     correlation_id = uuid.uuid4()
@@ -208,9 +249,6 @@ def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
         api_key.fingerprint,
         meta.actor_username,
     )
-    client = FluenceClient(
-        base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
-    )
     status = None
     try:
         client.delete_vm(vm.id)
@@ -220,13 +258,19 @@ def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
             resilience.cooldown_start(key_id=api_key.pk, retry_after=error.retry_after)
         if isinstance(error, Unavailable) and error.may_have_reached_server:
             outcome = DeletionEvent.Outcome.UNKNOWN
-            message = f"Outcome unknown: {error.user_message} Check again before retrying."
+            # Not error.user_message: its "try again" advice is wrong for a DELETE that may have happened.
+            reason = f" (HTTP {status})" if status else ""
+            message = (
+                f"Outcome unknown: Fluence did not confirm the deletion{reason}; it may or may not have "
+                "happened. Check again (refresh the list) before deleting again."
+            )
         else:
             outcome = DeletionEvent.Outcome.FAILED
             message = error.user_message
     else:
         outcome = DeletionEvent.Outcome.SUCCEEDED
         message = "Fluence accepted the deletion; the VM leaves the list once the provider has finished."
+        selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=vm.id)
     DeletionEvent.objects.create(
         kind=DeletionEvent.Kind.OUTCOME,
         outcome=outcome,

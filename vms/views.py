@@ -45,6 +45,9 @@ def _data_time(results) -> object:
 def vm_list(request: HttpRequest) -> HttpResponse:
     query = VmQuery.from_querydict(request.GET)
     listing = selectors.vms_for_user(user=request.user)
+    services.apikeys_mark_used(
+        key_ids=[result.account.key_id for result in listing.accounts if not result.problem]
+    )
     table = table_page(listing.rows, query)
     now = timezone.now()
     rows = row_views(table.rows, now=now, url_prefix=reverse("vms:list") + "vms/")
@@ -185,6 +188,13 @@ def key_add(request: HttpRequest) -> HttpResponse:
         try:
             api_key = services.apikey_create(owner=request.user, **form.cleaned_data)
         except ValidationError as exc:
+            if "secret" in getattr(exc, "error_dict", {}):
+                # Someone trying keys against Fluence through the portal: worth a security event.
+                ratelimit.security_log.warning(
+                    "api key refused by Fluence on add: user=%s ip=%s",
+                    request.user,
+                    ratelimit.client_ip(request),
+                )
             _add_errors(form, exc)
         else:
             messages.success(request, f"Key “{api_key.label}” (…{api_key.fingerprint}) added.")
@@ -273,8 +283,9 @@ def vm_delete(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         )
     context = _deletion_context(lookup, timezone.now())
     if request.method == "POST":
-        typed = request.POST.get("confirm", "").strip()
-        if typed != context["confirm_text"]:
+        # Compared as the person saw it: HTML shows runs of spaces as one.
+        typed = " ".join(request.POST.get("confirm", "").split())
+        if typed != " ".join(context["confirm_text"].split()):
             what = "the name" if lookup.vm.name else "the id"
             context["error"] = f"Type {what} exactly as shown to confirm. Nothing was deleted."
             return _render(request, "vms/delete_confirm.html", "vms/delete_confirm.html#dialog", context, 400)
@@ -284,8 +295,6 @@ def vm_delete(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         except services.DeletionRefused as refused:
             context["error"] = str(refused)
             return _render(request, "vms/delete_confirm.html", "vms/delete_confirm.html#dialog", context, 400)
-        if outcome.succeeded:
-            selectors.vm_mark_deleting(key_id=key_id, vm_id=lookup.vm.id)
         return _deletion_response(request, [(lookup.vm, context["account"], outcome)])
     return _render(request, "vms/delete_confirm.html", "vms/delete_confirm.html#dialog", context)
 
@@ -321,6 +330,8 @@ def _bulk_selection(request: HttpRequest, values: list[str]):
         row, api_key = rows.get(ident), api_keys.get(ident[0])
         if row is None or api_key is None:
             skipped.append((vm_part, "not found under your keys (already deleted?)"))
+        elif row.deleting:
+            skipped.append((row.vm.display_name, "Fluence already accepted its deletion"))
         elif not may_delete[api_key.pk]:
             skipped.append((row.vm.display_name, "you may not delete VMs of this account"))
         else:
@@ -349,8 +360,6 @@ def vm_bulk_delete(request: HttpRequest) -> HttpResponse:
                 outcome = services.vm_delete(api_key=api_key, vm=row.vm, meta=meta)
             except services.DeletionRefused as refused:
                 outcome = services.DeletionResult.not_attempted(row.vm, str(refused))
-            if outcome.succeeded:
-                selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=row.vm.id)
             outcomes.append((row.vm, row.account, outcome))
         return _deletion_response(request, outcomes)
     status = 400 if request.method == "POST" else 200

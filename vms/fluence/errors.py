@@ -84,7 +84,10 @@ class AuthError(FluenceError):
         return f"Fluence refused this API key{status}"
 
     def _advice(self) -> str:
-        return "Check that the key is still valid and has the needed permissions, or re-enter the key."
+        return (
+            "Check that the key is still valid and has the needed permissions; "
+            "if it was replaced, add the new one."
+        )
 
 
 class NotFound(FluenceError):

@@ -14,6 +14,8 @@ from vms.models import ApiKey, DeletionEvent
 
 # One run at a time across every process and host sharing the cache, so that no attempt gets two answers.
 LOCK_KEY = "vms:reconcile_deletions:lock"
+# A VM still listed this long after an attempt is taken as not deleted (Fluence deletes asynchronously).
+FAILED_AFTER_MINUTES = 60
 LOCK_SECONDS = 15 * 60
 
 
@@ -44,12 +46,13 @@ class Command(BaseCommand):
         verb = "would append" if dry_run else "appended"
         self.stdout.write(
             f"Checked {counts['checked']} attempt(s): {verb} {counts['succeeded']} succeeded and "
-            f"{counts['failed']} failed; skipped {counts['skipped']} (key gone or unusable); "
+            f"{counts['failed']} failed; {counts['pending']} still listed (checked again later); "
+            f"skipped {counts['skipped']} (key gone or unusable); "
             f"{counts['errors']} left for next time (Fluence failed)."
         )
 
     def _reconcile(self, older_than: timedelta, *, dry_run: bool) -> dict[str, int]:
-        counts = dict.fromkeys(("checked", "succeeded", "failed", "skipped", "errors"), 0)
+        counts = dict.fromkeys(("checked", "succeeded", "failed", "pending", "skipped", "errors"), 0)
         # Per key: the set of VM ids Fluence lists, or the error it gave; one list call per key and run.
         listed: dict[str, set[str] | FluenceError | SecretDecryptionError] = {}
         for intent in attempts_needing_reconciliation(older_than=older_than):
@@ -77,6 +80,11 @@ class Command(BaseCommand):
             now = timezone.now()
             if intent.vm_id.lower() in vm_ids:
                 minutes = int((now - intent.created_at).total_seconds() // 60)
+                if minutes < FAILED_AFTER_MINUTES:
+                    # Fluence deletes asynchronously: a VM still listed may still be on its way out.
+                    counts["pending"] += 1
+                    self.stdout.write(f"Still listed {label} after {minutes} min: checked again next run.")
+                    continue
                 outcome = DeletionEvent.Outcome.FAILED
                 message = f"VM still listed by Fluence {minutes} minutes after the request"
             else:
