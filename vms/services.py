@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -119,14 +119,26 @@ def apikey_delete(*, api_key: ApiKey) -> None:
     api_key.delete()
 
 
+LAST_USED_PRECISION = timedelta(minutes=5)
+
+
 def apikeys_mark_used(*, key_ids: list[int]) -> None:
-    """Record that these keys answered, at most once every five minutes per key (one cheap UPDATE)."""
-    if not key_ids:
+    """Record that these keys answered, at most once every five minutes per key.
+
+    The list page calls this on every refresh of every open tab: the shared cache decides which keys are
+    due, so nearly every call writes nothing, and bookkeeping never fails the page.
+    """
+    seconds = int(LAST_USED_PRECISION.total_seconds())
+    due = [key_id for key_id in key_ids if cache.add(f"apikey:last-used:{key_id}", 1, timeout=seconds)]
+    if not due:
         return
     now = timezone.now()
-    ApiKey.objects.filter(pk__in=key_ids).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(minutes=5))
-    ).update(last_used_at=now)
+    try:
+        ApiKey.objects.filter(pk__in=due).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_PRECISION)
+        ).update(last_used_at=now)
+    except DatabaseError:
+        logger.warning("could not record when keys %s were last used", due, exc_info=True)
 
 
 # --- deleting VMs -------------------------------------------------------------------------------------

@@ -29,9 +29,9 @@ from django.core.cache import cache  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_databases  # noqa: E402
 
+from tests.bench.remote_sandbox import RemoteSandbox  # noqa: E402
 from vms import selectors, services  # noqa: E402
 from vms.models import ApiKey  # noqa: E402
-from vms.sandbox import SandboxServer  # noqa: E402
 
 # A typical round trip to a cloud API from a company network. The overhead ratios are measured with the
 # sandbox answering after this delay, for the portal and for the bare reference alike; the same ratio at
@@ -73,15 +73,25 @@ def timed(fn):
 
 
 def forget_everything():
-    """A cache miss in a warm process: the shared cache and the per-process parsed memo are emptied."""
-    cache.clear()
+    """A cache miss in a warm process: every key's cached list and the per-process parsed memo are
+    forgotten (not the whole cache: with Redis it also holds the sessions)."""
+    for key_id in ApiKey.objects.values_list("pk", flat=True):
+        cache.delete_many(
+            [
+                selectors._fresh_key(key_id),
+                selectors._problem_key(key_id),
+                selectors._last_good_key(key_id),
+                selectors._data_key(key_id),
+            ]
+        )
     with selectors._memo_lock:
         selectors._memo.clear()
 
 
 class Bench:
     def __init__(self):
-        self.sandbox = SandboxServer().start()
+        # The sandbox runs in its own process, as Fluence would: it does not compete for this one's GIL.
+        self.sandbox = RemoteSandbox()
         settings.FLUENCE_API_URLS = [self.sandbox.url]
         settings.FLUENCE_CACHE_SECONDS = 30
         self.user = get_user_model().objects.create_user("bench", password="bench-password-1")
@@ -273,7 +283,7 @@ class Bench:
             f"{sum(served)} page refreshes, interval {settings.FLUENCE_CACHE_SECONDS} s",
             calls / allowed,
             f"<= {allowed:.0f} (one per interval)",
-            calls <= allowed,
+            1 <= calls <= allowed,
         )
         settings.FLUENCE_CACHE_SECONDS = 30
 

@@ -29,7 +29,7 @@ from .errors import (
     UpstreamTimeout,
     clean_upstream_text,
 )
-from .models import HEX_VM_ID_RE, Vm, parse_vm_list
+from .models import HEX_VM_ID_RE, Vm, cyclic_gc_paused, parse_vm_list
 
 logger = logging.getLogger("vms.fluence")
 
@@ -232,7 +232,9 @@ class FluenceClient:
 
     def list_vms(self) -> list[Vm]:
         try:
-            return self.adapter.list_vms(self._send)
+            # Decoding and parsing a list allocate many small, acyclic objects: see cyclic_gc_paused.
+            with cyclic_gc_paused():
+                return self.adapter.list_vms(self._send)
         except BadResponse as exc:
             raise self._redacted(exc) from None
 
