@@ -166,3 +166,27 @@ def test_a_key_refused_on_add_is_a_security_event(alice_client, sandbox, caplog)
     events = [record.getMessage() for record in caplog.records if record.name == "fluence_portal.security"]
     assert any("api key refused by Fluence on add: user=alice" in event for event in events)
     assert not any("sbx_demo_revoked_0001" in event for event in events)
+
+
+def test_last_used_bookkeeping_never_fails_the_page_or_writes_on_every_refresh(
+    alice_client, api_key, monkeypatch, django_assert_max_num_queries
+):
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    alice_client.get(reverse("vms:list"))  # the first refresh records the use
+    writes = []
+    monkeypatch.setattr(QuerySet, "update", lambda self, **kwargs: writes.append(kwargs) or 0)
+    for _ in range(5):
+        alice_client.get(reverse("vms:list"), **HX)
+    assert writes == []  # not again within five minutes
+
+    from django.core.cache import cache
+
+    cache.delete(f"apikey:last-used:{api_key.pk}")
+
+    def locked(self, **kwargs):
+        raise OperationalError("database table is locked")
+
+    monkeypatch.setattr(QuerySet, "update", locked)
+    assert alice_client.get(reverse("vms:list")).status_code == 200
