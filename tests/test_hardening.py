@@ -190,3 +190,24 @@ def test_last_used_bookkeeping_never_fails_the_page_or_writes_on_every_refresh(
 
     monkeypatch.setattr(QuerySet, "update", locked)
     assert alice_client.get(reverse("vms:list")).status_code == 200
+
+
+def test_one_unreadable_vm_never_hides_the_rest_of_its_account(alice_client, api_key, sandbox):
+    sandbox.state.add_vm(KEY, name="odd-one", status="ACTIVE", pricePerEpoch=True)
+    body = alice_client.get(reverse("vms:list")).content.decode()
+    assert "1 VM in Fluence's answer could not be read and is not shown" in body
+    assert "pricePerEpoch" in body  # the reason, as the parser gave it
+    shown = body.count("<tr data-vm-id=")
+    assert shown == len(sandbox.state.vms_for(KEY)) - 1
+    assert "odd-one" not in body
+
+
+def test_client_returns_the_readable_vms_and_why_the_others_are_not(sandbox):
+    from vms.fluence.client import FluenceClient
+
+    sandbox.state.configure_account("sbx_partly_readable_1", vm_count=3)
+    sandbox.state.add_vm("sbx_partly_readable_1", name="bad-ports", status="ACTIVE", ports="22")
+    client = FluenceClient(base_url=sandbox.url, api_key="sbx_partly_readable_1")
+    vms = client.list_vms()
+    assert len(vms) == 3
+    assert len(client.unreadable) == 1 and "ports" in client.unreadable[0]

@@ -20,7 +20,7 @@ from vms import resilience
 from vms.crypto import SecretDecryptionError
 from vms.fluence.client import FluenceClient
 from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited, Unavailable
-from vms.fluence.models import Vm, parse_vm_list
+from vms.fluence.models import Vm, parse_vm_list_lenient
 from vms.models import ApiKey
 from vms.permissions import OWNER, VIEWER, apikeys_visible_to, role_may_delete
 
@@ -56,6 +56,7 @@ class Account:
 class FetchedList:
     vms: tuple[Vm, ...]
     fetched_at: datetime
+    unreadable: tuple[str, ...] = ()  # why items of Fluence's answer could not be read (they are left out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class AccountResult:
     fetched_at: datetime | None
     problem: str | None = None  # a clear sentence for the person, when the key or Fluence failed
     problem_kind: str | None = None  # "key", "rate_limited", "unavailable", "bad_response", "decrypt"
+    unreadable: tuple[str, ...] = ()  # items of the answer that are not readable VMs, and why
 
     @property
     def is_stale(self) -> bool:
@@ -123,6 +125,7 @@ _memo_lock = threading.Lock()
 class _Marker:
     token: str
     fetched_at: datetime
+    unreadable: tuple[str, ...] = ()
 
 
 def _problem_key(key_id: int) -> str:
@@ -160,9 +163,9 @@ def _load(key_id: int, marker: "_Marker | None") -> FetchedList | None:
             return None  # the data moved on since the marker was written: treat as a miss
         # Stored as the upstream JSON: cheaper to write and read than pickled objects, and parsed once per
         # process and refresh.
-        vms = tuple(parse_vm_list(json.loads(stored[1])))
+        vms = tuple(parse_vm_list_lenient(json.loads(stored[1]))[0])
         _remember(key_id, marker.token, vms)
-    return FetchedList(vms=vms, fetched_at=marker.fetched_at)
+    return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=marker.unreadable)
 
 
 def _cached(key_id: int) -> FetchedList | None:
@@ -173,15 +176,17 @@ def _last_good(key_id: int) -> FetchedList | None:
     return _load(key_id, cache.get(_last_good_key(key_id)))
 
 
-def _store(key_id: int, vms: tuple[Vm, ...], body: bytes | None = None) -> FetchedList:
+def _store(
+    key_id: int, vms: tuple[Vm, ...], body: bytes | None = None, unreadable: tuple[str, ...] = ()
+) -> FetchedList:
     """Share a fresh list: `body` is Fluence's own JSON of it when one answer held it all."""
-    marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now())
+    marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), unreadable=unreadable)
     payload = body if body is not None else json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
     cache.set(_data_key(key_id), (marker.token, payload), LAST_GOOD_SECONDS)
     cache.set(_last_good_key(key_id), marker, LAST_GOOD_SECONDS)
     cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
     _remember(key_id, marker.token, vms)
-    return FetchedList(vms=vms, fetched_at=marker.fetched_at)
+    return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=unreadable)
 
 
 def _problem_of(error: FluenceError) -> tuple[str, str]:
@@ -198,7 +203,9 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     """Runs in a worker thread: the cache, else one list call per key at a time. Touches no database."""
     hit = _cached(account.key_id)
     if hit is not None:
-        return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+        return AccountResult(
+            account=account, vms=hit.vms, fetched_at=hit.fetched_at, unreadable=hit.unreadable
+        )
     problem = cache.get(_problem_key(account.key_id))
     if problem is not None:
         return _fallback(account, *problem)
@@ -225,14 +232,18 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
         if isinstance(hit, tuple):
             return _fallback(account, *hit)
         if hit is not None:
-            return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+            return AccountResult(
+                account=account, vms=hit.vms, fetched_at=hit.fetched_at, unreadable=hit.unreadable
+            )
         if not flight.acquire():
             return _fallback(account, "unavailable", "Fluence has not answered yet; showing the last data.")
     # Someone may have stored a fresh answer between our cache miss and taking the lock.
     hit = _cached(account.key_id)
     if hit is not None:
         flight.release()
-        return AccountResult(account=account, vms=hit.vms, fetched_at=hit.fetched_at)
+        return AccountResult(
+            account=account, vms=hit.vms, fetched_at=hit.fetched_at, unreadable=hit.unreadable
+        )
     try:
         return _call_upstream(account, secret, generation)
     finally:
@@ -257,8 +268,10 @@ def _call_upstream(account: Account, secret: str, generation: str) -> AccountRes
         cache.set(_problem_key(account.key_id), (kind, message), settings.FLUENCE_CACHE_SECONDS)
         return _fallback(account, kind, message)
     resilience.circuit_record_success(account.base_url)
-    fetched = _store(account.key_id, tuple(vms), body)
-    return AccountResult(account=account, vms=fetched.vms, fetched_at=fetched.fetched_at)
+    fetched = _store(account.key_id, tuple(vms), body, tuple(client.unreadable))
+    return AccountResult(
+        account=account, vms=fetched.vms, fetched_at=fetched.fetched_at, unreadable=fetched.unreadable
+    )
 
 
 def _fallback(account: Account, kind: str, message: str) -> AccountResult:

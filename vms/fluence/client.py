@@ -29,7 +29,7 @@ from .errors import (
     UpstreamTimeout,
     clean_upstream_text,
 )
-from .models import HEX_VM_ID_RE, Vm, cyclic_gc_paused, parse_vm_list
+from .models import HEX_VM_ID_RE, Vm, cyclic_gc_paused, parse_vm_list_lenient
 
 logger = logging.getLogger("vms.fluence")
 
@@ -73,7 +73,8 @@ class ApiAdapter:
     def is_valid_id(self, vm_id: str) -> bool:
         raise NotImplementedError
 
-    def list_vms(self, send: Send) -> list[Vm]:
+    def list_vms(self, send: Send) -> tuple[list[Vm], list[str]]:
+        """The readable VMs, and why each unreadable item of the answer could not be read."""
         raise NotImplementedError
 
     def delete_vm(self, send: Send, vm_id: str) -> None:
@@ -91,8 +92,8 @@ class BaselineAdapter(ApiAdapter):
     def is_valid_id(self, vm_id: str) -> bool:
         return isinstance(vm_id, str) and HEX_VM_ID_RE.match(vm_id) is not None
 
-    def list_vms(self, send: Send) -> list[Vm]:
-        return parse_vm_list(send(ApiRequest("GET", self.list_path)))
+    def list_vms(self, send: Send) -> tuple[list[Vm], list[str]]:
+        return parse_vm_list_lenient(send(ApiRequest("GET", self.list_path)))
 
     def delete_body(self, vm_id: str) -> dict[str, object]:
         return {"vmId": vm_id}
@@ -221,6 +222,7 @@ class FluenceClient:
         )
         self.read_timeout = settings.FLUENCE_READ_TIMEOUT if read_timeout is None else float(read_timeout)
         self._bodies: list[bytes] | None = None  # collected only during list_vms_with_body()
+        self.unreadable: list[str] = []  # why items of the last list answer could not be read
 
     def __repr__(self) -> str:
         return f"FluenceClient(base_url={self.base_url!r}, generation={self.generation!r}, api_key=<hidden>)"
@@ -234,7 +236,8 @@ class FluenceClient:
         try:
             # Decoding and parsing a list allocate many small, acyclic objects: see cyclic_gc_paused.
             with cyclic_gc_paused():
-                return self.adapter.list_vms(self._send)
+                vms, self.unreadable = self.adapter.list_vms(self._send)
+                return vms
         except BadResponse as exc:
             raise self._redacted(exc) from None
 

@@ -595,6 +595,27 @@ def parse_vm_list(data: object) -> list[Vm]:
         return [parse_vm(item) for item in data]
 
 
+def parse_vm_list_lenient(data: object) -> tuple[list[Vm], list[str]]:
+    """The VMs of a list answer that can be read, and why each other item could not.
+
+    One VM with an unexpected field must not hide the rest of the account. BadResponse when the answer
+    is not an array, or when it holds items and none of them is a readable VM.
+    """
+    if not isinstance(data, list):
+        raise _bad("the VM list is not a JSON array")
+    vms: list[Vm] = []
+    problems: list[str] = []
+    with cyclic_gc_paused():
+        for item in data:
+            try:
+                vms.append(parse_vm(item))
+            except BadResponse as error:
+                problems.append(error.detail or "unreadable")
+    if problems and not vms:
+        raise _bad(problems[0])
+    return vms, problems
+
+
 @contextmanager
 def cyclic_gc_paused():
     """Pause the cyclic garbage collector (reference counting still frees everything acyclic)."""
