@@ -11,13 +11,11 @@ import pytest
 import redis
 import requests
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import Group
-from django.contrib.sessions.backends.cache import SessionStore
 from django.db import connection
 
-from tests.bench.instances import instance_environment, start_instances
+from tests.bench.instances import database_url_of, instance_environment, session_cookie_for, start_instances
 from tests.bench.load import run_load, sign_in
 from vms import audit_triggers, services
 
@@ -57,17 +55,6 @@ def _audit_triggers_lifted_for_the_flush(transactional_db):
     audit_triggers.uninstall(connection)
 
 
-def session_cookie_for(user) -> dict[str, str]:
-    """A signed-in session written straight into the shared session store (Redis), as the instances would:
-    fifty sign-ins through the form would each spend a production-strength password hash."""
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "fluence_portal.sso.backends.LocalPasswordBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return {settings.SESSION_COOKIE_NAME: session.session_key}
-
-
 @pytest.fixture
 def team(django_user_model, sandbox):
     """An owner with one key shared (viewer) with a group of 50, all committed."""
@@ -93,7 +80,7 @@ def team(django_user_model, sandbox):
 def two_instances(team, sandbox, tmp_path_factory):
     redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()  # no cache, lock or session of earlier runs
     env = instance_environment(
-        database_url=_test_database_url(),
+        database_url=database_url_of(connection),
         redis_url=REDIS_URL,
         secret_key=settings.SECRET_KEY,  # the same signing key as this process, which writes sessions too
         field_encryption_keys=",".join(settings.FIELD_ENCRYPTION_KEYS),
@@ -103,13 +90,6 @@ def two_instances(team, sandbox, tmp_path_factory):
     )
     with start_instances(2, env=env, workers=1, threads=8, startup_timeout=60) as urls:
         yield urls
-
-
-def _test_database_url() -> str:
-    """DATABASE_URL pointing at the test database pytest-django created (not the configured one)."""
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def test_a_session_made_on_one_instance_is_valid_on_the_other(two_instances):

@@ -227,3 +227,25 @@ def start_instances(
         finally:
             for instance in instances:
                 instance.stop()
+
+
+def session_cookie_for(user) -> dict[str, str]:
+    """A signed-in session written straight into the shared session store (Redis), as the instances would:
+    fifty sign-ins through the form would each spend a production-strength password hash."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.cache import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "fluence_portal.sso.backends.LocalPasswordBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return {settings.SESSION_COOKIE_NAME: session.session_key}
+
+
+def database_url_of(connection) -> str:
+    """A DATABASE_URL for the database this connection uses (e.g. the test database pytest-django made)."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"

@@ -6,12 +6,11 @@ import os
 import tempfile
 
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.contrib.sessions.backends.cache import SessionStore
 from django.db import connection
 
-from tests.bench.instances import instance_environment, start_instances
+from tests.bench.instances import database_url_of, instance_environment, session_cookie_for, start_instances
 from tests.bench.load import run_load
 from vms import services
 
@@ -19,21 +18,6 @@ PEOPLE = 50
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
 CACHE_SECONDS = 5
 THINK_SECONDS = 1.0  # a browser polls every few seconds; each simulated person pauses between requests
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _session_for(user) -> dict[str, str]:
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "fluence_portal.sso.backends.LocalPasswordBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return {settings.SESSION_COOKIE_NAME: session.session_key}
 
 
 def run(record, *, sandbox) -> None:
@@ -55,9 +39,9 @@ def run(record, *, sandbox) -> None:
     members = User.objects.bulk_create([User(username=f"scale-{number:02d}") for number in range(PEOPLE)])
     group.user_set.add(*members)
     services.keyshare_set(api_key=api_key, group=group, role="viewer", shared_by=owner)
-    sessions = [_session_for(member) for member in members]
+    sessions = [session_cookie_for(member) for member in members]
     env = instance_environment(
-        database_url=_database_url(),
+        database_url=database_url_of(connection),
         redis_url=os.environ["REDIS_URL"],
         secret_key=settings.SECRET_KEY,
         field_encryption_keys=",".join(settings.FIELD_ENCRYPTION_KEYS),
