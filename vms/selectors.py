@@ -313,8 +313,19 @@ def vm_for_user(*, user, key_id: int, vm_id: str) -> VmLookup | None:
     )
 
 
+def _fetch_all(jobs: list[tuple[Account, str, str]]) -> list[AccountResult]:
+    """Fetch every account at once: all but the first on the pool, the first in this thread meanwhile
+    (one key, the common case, costs no thread hand-over at all)."""
+    if not jobs:
+        return []
+    # The pool's threads log under this request's id too.
+    futures = [_executor.submit(contextvars.copy_context().run, _fetch, *job) for job in jobs[1:]]
+    first = _fetch(*jobs[0])
+    return [first, *(future.result() for future in futures)]
+
+
 def _listing_of(api_keys: list[ApiKey]) -> VmListing:
-    futures = []
+    jobs = []
     results: list[AccountResult] = []
     for api_key in api_keys:
         account = _account_of(api_key)
@@ -346,10 +357,8 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
                 )
             )
             continue
-        # The worker thread logs under this request's id too.
-        context = contextvars.copy_context()
-        futures.append(_executor.submit(context.run, _fetch, account, secret, api_key.generation))
-    results.extend(future.result() for future in futures)
+        jobs.append((account, secret, api_key.generation))
+    results.extend(_fetch_all(jobs))
     results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
     deleting = cache.get_many([_deleting_key(result.account.key_id) for result in results])
     rows = tuple(

@@ -117,9 +117,18 @@ class Bench:
     def page(self, *, partial=False, miss=True):
         if miss:
             forget_everything()
+        return self.request(partial=partial)
+
+    def request(self, *, partial=False):
         response = self.client.get("/", **(HX if partial else {}))
         assert response.status_code == 200, response.status_code
         return response
+
+    def timed_page(self, *, partial=False, miss=True) -> float:
+        """The time of the request alone: emptying the cache for a miss is not the portal's work."""
+        if miss:
+            forget_everything()
+        return timed(lambda: self.request(partial=partial))
 
     def side_by_side(self, key, rounds, **page_kwargs):
         """Alternate reference and portal so that both see the same machine noise."""
@@ -129,7 +138,7 @@ class Bench:
         ref, portal = [], []
         for _ in range(rounds):
             ref.append(timed(lambda: self.reference(key)))
-            portal.append(timed(lambda: self.page(**page_kwargs)))
+            portal.append(self.timed_page(**page_kwargs))
         return median_ms(ref), median_ms(portal)
 
     # --- the measurements --------------------------------------------------------------------------------
@@ -140,7 +149,7 @@ class Bench:
             key = f"sbx_bench_overhead_{latency}"
             self.use_account(key, 100, latency_ms=latency)
             for partial, target in ((False, 1.3), (True, 1.2)):
-                ref, portal = self.side_by_side(key, 15 if latency else 40, partial=partial, miss=True)
+                ref, portal = self.side_by_side(key, 40, partial=partial, miss=True)
                 what = "htmx table partial" if partial else "list page"
                 ratio = portal / ref
                 checked = latency > 0
@@ -159,7 +168,7 @@ class Bench:
             key = f"sbx_bench_size_{count}"
             self.use_account(key, count)
             self.page(miss=True)
-            warm = median_ms([timed(lambda: self.page(miss=False)) for _ in range(15)])
+            warm = median_ms([self.timed_page(miss=False) for _ in range(15)])
             record(
                 f"list page, {count} VMs, data cached",
                 f"{warm:.1f} ms",
@@ -168,7 +177,7 @@ class Bench:
                 f"< {limit_ms} ms",
                 warm < limit_ms,
             )
-            miss = median_ms([timed(lambda: self.page(miss=True)) for _ in range(5)])
+            miss = median_ms([self.timed_page(miss=True) for _ in range(5)])
             ref = median_ms([timed(lambda key=key: self.reference(key)) for _ in range(5)])
             record(
                 f"list page, {count} VMs, cache miss (incl. fetch)",
@@ -225,7 +234,7 @@ class Bench:
                 owner=self.user, label=f"Slow {index}", secret=key, base_url=self.sandbox.url, verify=False
             )
         self.page(miss=True)
-        elapsed = median_ms([timed(lambda: self.page(miss=True)) for _ in range(5)])
+        elapsed = median_ms([self.timed_page(miss=True) for _ in range(5)])
         record(
             "list page, 5 keys x 300 ms",
             f"{elapsed:.0f} ms",
