@@ -41,18 +41,12 @@ def _audit_triggers_restored(django_db_setup, django_db_blocker):
     """Put the audit table's triggers back once this module's tests (and their table flushes) are done."""
     yield
     with django_db_blocker.unblock():
-        audit_triggers.uninstall(connection)
-        audit_triggers.install(connection)
+        audit_triggers.ensure_installed(connection)
 
 
 @pytest.fixture(autouse=True)
-def _audit_triggers_lifted_for_the_flush(transactional_db):
-    """The rows here are committed for real, so Django empties every table after each test; the audit
-    table's triggers rightly refuse that TRUNCATE, so they are lifted for that clean-up only."""
-    audit_triggers.uninstall(connection)
-    audit_triggers.install(connection)
-    yield
-    audit_triggers.uninstall(connection)
+def _audit_triggers_lifted_for_the_flush(audit_triggers_lifted_for_flush):
+    """The rows here are committed for real: see audit_triggers_lifted_for_flush."""
 
 
 @pytest.fixture

@@ -30,10 +30,6 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.label} (…{self.fingerprint})"
 
-    @property
-    def masked(self) -> str:
-        return f"…{self.fingerprint}"
-
 
 class AppendOnlyError(Exception):
     """Audit rows are written once: updating or deleting one is refused."""

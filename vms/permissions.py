@@ -47,10 +47,6 @@ def role_may_delete(role: str | None) -> bool:
     return role in (OWNER, OPERATOR)
 
 
-def can_see_key(*, user, api_key: ApiKey) -> bool:
-    return role_on_key(user=user, api_key=api_key) is not None
-
-
 def can_delete_vms(*, user, api_key: ApiKey) -> bool:
     """Deleting a key's VMs needs its owner, or a share with the operator role to one of their groups."""
     return role_may_delete(role_on_key(user=user, api_key=api_key))

@@ -80,14 +80,5 @@ def screenshot(page, name: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _audit_triggers_around_flush(transactional_db):
-    """Browser tests commit for real, so Django empties every table after each one. The audit table's
-    triggers rightly refuse that; they are lifted for the clean-up only and restored for the next test."""
-    from django.db import connection
-
-    from vms import audit_triggers
-
-    audit_triggers.uninstall(connection)
-    audit_triggers.install(connection)
-    yield
-    audit_triggers.uninstall(connection)
+def _audit_triggers_around_flush(audit_triggers_lifted_for_flush):
+    """Browser tests commit for real: see audit_triggers_lifted_for_flush."""

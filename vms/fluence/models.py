@@ -169,10 +169,6 @@ class Status:
         return known[1] if known else StatusClass.UNKNOWN
 
     @property
-    def is_known(self) -> bool:
-        return self.key in _STATUSES
-
-    @property
     def is_transitional(self) -> bool:
         return self.css_class is StatusClass.TRANSITIONAL
 
