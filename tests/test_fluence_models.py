@@ -25,6 +25,7 @@ from vms.fluence import (
     parse_vm,
     parse_vm_list,
 )
+from vms.fluence.models import parse_vm_list_lenient
 
 # Verbatim from fluence-api.md §1.
 EXAMPLE_VM_JSON = """
@@ -179,6 +180,34 @@ def test_vm_is_immutable_and_does_not_share_the_input(example):
     assert vm.name == "vm-name"
     assert vm.raw["vmName"] == "vm-name"
     assert vm.resources[0].details["model"] == "7702p"
+
+
+def test_a_list_handed_over_is_kept_without_a_copy_yet_read_only(example):
+    data = [copy.deepcopy(example), copy.deepcopy(example)]
+    kept = parse_vm_list(data, copy=False)
+    copied = parse_vm_list(copy.deepcopy(data))
+    assert kept == copied and [vm.raw for vm in kept] == [vm.raw for vm in copied] == data
+    for vm in kept:
+        with pytest.raises(TypeError):
+            vm.raw["id"] = "x"  # type: ignore[index]
+        with pytest.raises(TypeError):
+            vm.raw["datacenter"]["tier"] = 1  # type: ignore[index]
+        with pytest.raises(TypeError):
+            vm.resources[0].details["model"] = "x"  # type: ignore[index]
+        assert vm.raw_snapshot() == example and vm.raw_snapshot() is not vm.raw_snapshot()
+    # What a caller may change afterwards: with copy=True (the default), nothing of the VMs.
+    data[0]["vmName"] = "changed later"
+    assert copied[0].raw["vmName"] == "vm-name"
+
+
+def test_a_lenient_list_handed_over_reports_bad_items_like_a_copied_one(example):
+    data = [example, {"id": "not an id"}, "not an object", dict(example, pricePerEpoch=None)]
+    kept, kept_problems = parse_vm_list_lenient(copy.deepcopy(data), copy=False)
+    copied, copied_problems = parse_vm_list_lenient(copy.deepcopy(data))
+    assert kept == copied and len(kept) == 1
+    assert kept_problems == copied_problems and len(kept_problems) == 3
+    with pytest.raises(BadResponse):
+        parse_vm_list(copy.deepcopy(data), copy=False)
 
 
 def test_vm_survives_cache_pickling_and_json_snapshot(example):

@@ -93,7 +93,7 @@ class BaselineAdapter(ApiAdapter):
         return isinstance(vm_id, str) and HEX_VM_ID_RE.match(vm_id) is not None
 
     def list_vms(self, send: Send) -> tuple[list[Vm], list[str]]:
-        return parse_vm_list_lenient(send(ApiRequest("GET", self.list_path)))
+        return parse_vm_list_lenient(send(ApiRequest("GET", self.list_path)), copy=False)
 
     def delete_body(self, vm_id: str) -> dict[str, object]:
         return {"vmId": vm_id}
