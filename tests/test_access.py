@@ -519,6 +519,44 @@ def test_deciding_visibility_is_one_query_however_many_shares(world, django_asse
     assert owners == {"ops-anna"}
 
 
+def test_the_sql_statement_and_the_queryset_of_the_rule_agree(world):
+    """keys_visible_to (the refreshing pages) and apikeys_visible_to (the rest) are one rule, twice."""
+    from vms.permissions import apikeys_visible_to, keys_visible_to
+
+    vic = world.users["viewer"]
+    people = [user for user in world.users.values() if user is not None]
+
+    def both(user, key_id=None):
+        queryset = apikeys_visible_to(user=user).select_related("owner")
+        if key_id is not None:
+            queryset = queryset.filter(pk=key_id)
+        expected = [(key.pk, key.role_for_user, key.owner.get_username()) for key in queryset]
+        found = [
+            (key.pk, key.role_for_user, key.owner_username)
+            for key in keys_visible_to(user=user, key_id=key_id)
+        ]
+        return expected, found
+
+    def check():
+        for user in people:
+            expected, found = both(user)
+            assert found == expected
+            for key in (world.shared_key, world.private_key, world.stranger_key):
+                expected, found = both(user, key.pk)
+                assert found == expected and len(found) <= 1
+
+    check()
+    vic.groups.add(world.groups["operators"])  # two shares of one key: listed once, the better role
+    check()
+    world.operator_share.delete()
+    KeyShare.objects.create(api_key=world.private_key, group=world.groups["viewers"], role="operator")
+    check()
+    vic.is_active = False
+    vic.save()
+    check()
+    assert keys_visible_to(user=vic) == []
+
+
 def test_an_inactive_member_sees_nothing(world):
     vic = world.users["viewer"]
     vic.is_active = False

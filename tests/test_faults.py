@@ -223,3 +223,29 @@ def test_concurrent_refreshes_of_one_key_make_one_upstream_call(user, api_key, s
         thread.join()
     assert len(results) == 8 and all(len(result.vms) == 10 and not result.problem for result in results)
     assert sandbox.state.request_count(key=KEY, path="/vms/v2") == 1
+
+
+def test_a_lock_kept_past_its_timeout_is_left_to_whoever_took_it_since(settings, monkeypatch):
+    from django.core.cache import cache
+
+    flight = resilience.SingleFlight(987)
+    assert flight.acquire()
+    # This caller's lock expired during a very slow call, and another caller took the key since.
+    cache.set(flight.lock_key, "someone else", 60)
+    clock = resilience.time.monotonic() + flight.timeout + 5
+    monkeypatch.setattr(resilience.time, "monotonic", lambda: clock)
+    flight.release()
+    assert cache.get(flight.lock_key) == "someone else"
+    cache.delete(flight.lock_key)
+
+
+def test_a_lock_released_in_time_is_deleted_at_once():
+    from django.core.cache import cache
+
+    flight = resilience.SingleFlight(988)
+    assert flight.acquire()
+    assert not resilience.SingleFlight(988).acquire()
+    flight.release()
+    assert cache.get(flight.lock_key) is None
+    assert resilience.SingleFlight(988).acquire()
+    cache.delete(flight.lock_key)

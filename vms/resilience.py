@@ -26,13 +26,20 @@ def cooldown_start(*, key_id: int, retry_after: float | None) -> float:
     seconds = retry_after if retry_after and retry_after > 0 else settings.FLUENCE_DEFAULT_COOLDOWN_SECONDS
     seconds = min(seconds, settings.FLUENCE_MAX_COOLDOWN_SECONDS)
     until = time.time() + seconds
-    cache.set(f"fluence:cooldown:{key_id}", until, timeout=int(seconds) + 1)
+    cache.set(_cooldown_key(key_id), until, timeout=int(seconds) + 1)
     logger.info("key %s cooling down for %.0f s after a 429", key_id, seconds)
     return until
 
 
+def _cooldown_key(key_id: int) -> str:
+    return f"fluence:cooldown:{key_id}"
+
+
 def cooldown_remaining(*, key_id: int) -> float:
-    until = cache.get(f"fluence:cooldown:{key_id}")
+    return _seconds_until(cache.get(_cooldown_key(key_id)))
+
+
+def _seconds_until(until: float | None) -> float:
     return max(0.0, until - time.time()) if until else 0.0
 
 
@@ -54,7 +61,10 @@ def _opened_key(base_url: str) -> str:
 
 
 def circuit_state(base_url: str) -> CircuitState:
-    opened_until = cache.get(_opened_key(base_url))
+    return _circuit_state(base_url, cache.get(_opened_key(base_url)))
+
+
+def _circuit_state(base_url: str, opened_until: float | None) -> CircuitState:
     if opened_until is None:
         return CircuitState(open=False, retry_in=0.0)
     remaining = opened_until - time.time()
@@ -96,6 +106,35 @@ def circuit_record_failure(base_url: str) -> None:
         )
 
 
+# --- all of the above, read at once --------------------------------------------------------------------
+
+
+class Gate:
+    """Whether a list call for one key may go to Fluence now: its cool-down and its API's circuit, read
+    from the shared cache in one round trip (with whatever other entries the caller needs)."""
+
+    def __init__(self, *, key_id: int, base_url: str, also: tuple[str, ...] = ()):
+        self.key_id = key_id
+        self.base_url = base_url
+        keys = [_cooldown_key(key_id), _opened_key(base_url), _failures_key(base_url)]
+        self._values = cache.get_many([*keys, *also])
+
+    def get(self, key: str):
+        """One of the caller's `also` entries, as read with the gate."""
+        return self._values.get(key)
+
+    def cooldown_remaining(self) -> float:
+        return _seconds_until(self._values.get(_cooldown_key(self.key_id)))
+
+    def circuit(self) -> CircuitState:
+        return _circuit_state(self.base_url, self._values.get(_opened_key(self.base_url)))
+
+    def record_success(self) -> None:
+        """As circuit_record_success, without reading again when the circuit was closed and clean."""
+        if self._values.get(_failures_key(self.base_url)) or _opened_key(self.base_url) in self._values:
+            circuit_record_success(self.base_url)
+
+
 # --- single flight --------------------------------------------------------------------------------------
 
 
@@ -115,13 +154,19 @@ class SingleFlight:
         self.lock_key = f"fluence:lock:{key_id}"
         self.token = uuid.uuid4().hex
         self.held = False
+        self.timeout = int(_call_budget()) + 1
+        self._taken_at = 0.0
 
     def acquire(self) -> bool:
-        self.held = cache.add(self.lock_key, self.token, timeout=int(_call_budget()) + 1)
+        self._taken_at = time.monotonic()
+        self.held = cache.add(self.lock_key, self.token, timeout=self.timeout)
         return self.held
 
     def release(self) -> None:
-        if self.held and cache.get(self.lock_key) == self.token:
+        # Until its timeout the lock can only be ours, and deleting it needs no check; after that it may
+        # have expired and been taken by another caller, whose lock must stay.
+        in_time = time.monotonic() - self._taken_at < self.timeout - 1
+        if self.held and (in_time or cache.get(self.lock_key) == self.token):
             cache.delete(self.lock_key)
         self.held = False
 

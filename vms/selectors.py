@@ -22,7 +22,7 @@ from vms.fluence.client import FluenceClient
 from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited, Unavailable
 from vms.fluence.models import Vm, parse_vm_list_lenient
 from vms.models import ApiKey
-from vms.permissions import OWNER, VIEWER, apikeys_visible_to, role_may_delete
+from vms.permissions import OWNER, VIEWER, apikeys_visible_to, keys_visible_to, role_may_delete
 
 logger = logging.getLogger("vms.selectors")
 
@@ -97,7 +97,8 @@ def apikeys_for_user(*, user) -> QuerySet[ApiKey]:
 
 
 def apikey_for_user(*, user, key_id: int) -> ApiKey | None:
-    return apikeys_for_user(user=user).filter(pk=key_id).first()
+    found = keys_visible_to(user=user, key_id=key_id)
+    return found[0] if found else None
 
 
 def _account_of(api_key: ApiKey) -> Account:
@@ -105,7 +106,8 @@ def _account_of(api_key: ApiKey) -> Account:
         key_id=api_key.pk,
         label=api_key.label,
         fingerprint=api_key.fingerprint,
-        owner_username=api_key.owner.get_username(),
+        # Keys from keys_visible_to carry their owner's name; others have it through select_related.
+        owner_username=getattr(api_key, "owner_username", None) or api_key.owner.get_username(),
         base_url=api_key.base_url,
         # Keys loaded through apikeys_for_user carry the role; it only shapes the page, checks ask afresh.
         role=getattr(api_key, "role_for_user", VIEWER),
@@ -163,7 +165,7 @@ def _load(key_id: int, marker: "_Marker | None") -> FetchedList | None:
             return None  # the data moved on since the marker was written: treat as a miss
         # Stored as the upstream JSON: cheaper to write and read than pickled objects, and parsed once per
         # process and refresh.
-        vms = tuple(parse_vm_list_lenient(json.loads(stored[1]))[0])
+        vms = tuple(parse_vm_list_lenient(json.loads(stored[1]), copy=False)[0])
         _remember(key_id, marker.token, vms)
     return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=marker.unreadable)
 
@@ -182,8 +184,9 @@ def _store(
     """Share a fresh list: `body` is Fluence's own JSON of it when one answer held it all."""
     marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), unreadable=unreadable)
     payload = body if body is not None else json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
-    cache.set(_data_key(key_id), (marker.token, payload), LAST_GOOD_SECONDS)
-    cache.set(_last_good_key(key_id), marker, LAST_GOOD_SECONDS)
+    cache.set_many(
+        {_data_key(key_id): (marker.token, payload), _last_good_key(key_id): marker}, LAST_GOOD_SECONDS
+    )
     cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
     _remember(key_id, marker.token, vms)
     return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=unreadable)
@@ -201,15 +204,15 @@ def _problem_of(error: FluenceError) -> tuple[str, str]:
 
 def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     """Runs in a worker thread: the cache, else one list call per key at a time. Touches no database."""
-    hit = _cached(account.key_id)
+    # One round trip reads the fresh marker, a remembered failure, the key's cool-down and the circuit.
+    fresh, problem = _fresh_key(account.key_id), _problem_key(account.key_id)
+    gate = resilience.Gate(key_id=account.key_id, base_url=account.base_url, also=(fresh, problem))
+    hit = _load(account.key_id, gate.get(fresh))
     if hit is not None:
-        return AccountResult(
-            account=account, vms=hit.vms, fetched_at=hit.fetched_at, unreadable=hit.unreadable
-        )
-    problem = cache.get(_problem_key(account.key_id))
-    if problem is not None:
-        return _fallback(account, *problem)
-    waiting = resilience.cooldown_remaining(key_id=account.key_id)
+        return _result_of(account, hit)
+    if gate.get(problem) is not None:
+        return _fallback(account, *gate.get(problem))
+    waiting = gate.cooldown_remaining()
     if waiting:
         return _fallback(
             account,
@@ -217,7 +220,7 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
             f"Fluence asked to slow down for this key (HTTP 429); the portal waits {math.ceil(waiting)} s "
             "before asking again.",
         )
-    circuit = resilience.circuit_state(account.base_url)
+    circuit = gate.circuit()
     if circuit.open:
         return _fallback(
             account,
@@ -232,25 +235,27 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
         if isinstance(hit, tuple):
             return _fallback(account, *hit)
         if hit is not None:
-            return AccountResult(
-                account=account, vms=hit.vms, fetched_at=hit.fetched_at, unreadable=hit.unreadable
-            )
+            return _result_of(account, hit)
         if not flight.acquire():
             return _fallback(account, "unavailable", "Fluence has not answered yet; showing the last data.")
     # Someone may have stored a fresh answer between our cache miss and taking the lock.
     hit = _cached(account.key_id)
     if hit is not None:
         flight.release()
-        return AccountResult(
-            account=account, vms=hit.vms, fetched_at=hit.fetched_at, unreadable=hit.unreadable
-        )
+        return _result_of(account, hit)
     try:
-        return _call_upstream(account, secret, generation)
+        return _call_upstream(account, secret, generation, gate)
     finally:
         flight.release()
 
 
-def _call_upstream(account: Account, secret: str, generation: str) -> AccountResult:
+def _result_of(account: Account, fetched: FetchedList) -> AccountResult:
+    return AccountResult(
+        account=account, vms=fetched.vms, fetched_at=fetched.fetched_at, unreadable=fetched.unreadable
+    )
+
+
+def _call_upstream(account: Account, secret: str, generation: str, gate: resilience.Gate) -> AccountResult:
     client = FluenceClient(base_url=account.base_url, api_key=secret, generation=generation)
     try:
         vms, body = client.list_vms_with_body()
@@ -267,11 +272,8 @@ def _call_upstream(account: Account, secret: str, generation: str) -> AccountRes
         # cause one call per interval, not one per page.
         cache.set(_problem_key(account.key_id), (kind, message), settings.FLUENCE_CACHE_SECONDS)
         return _fallback(account, kind, message)
-    resilience.circuit_record_success(account.base_url)
-    fetched = _store(account.key_id, tuple(vms), body, tuple(client.unreadable))
-    return AccountResult(
-        account=account, vms=fetched.vms, fetched_at=fetched.fetched_at, unreadable=fetched.unreadable
-    )
+    gate.record_success()
+    return _result_of(account, _store(account.key_id, tuple(vms), body, tuple(client.unreadable)))
 
 
 def _fallback(account: Account, kind: str, message: str) -> AccountResult:
@@ -288,7 +290,7 @@ def _fallback(account: Account, kind: str, message: str) -> AccountResult:
 
 def vms_for_user(*, user) -> VmListing:
     """Every VM of every key the person may see, one account's failure never hiding the others."""
-    return _listing_of(list(apikeys_for_user(user=user)))
+    return _listing_of(keys_visible_to(user=user))
 
 
 @dataclass(frozen=True, slots=True)
