@@ -18,7 +18,6 @@ from vms.display import (
     resource_label,
 )
 from vms.fluence import Resource
-from vms.fluence.models import FrozenDict
 
 NOW = datetime(2025, 4, 16, 14, 47, 55, tzinfo=UTC)
 
@@ -261,14 +260,14 @@ def test_format_utc():
         (Resource("RAM", Decimal(4), "GiB"), "4 GiB RAM"),
         (Resource("RAM", Decimal(512)), "512 MiB RAM"),
         (Resource("STORAGE", Decimal(25600)), "25 GiB storage"),
-        (Resource("STORAGE", Decimal(25600), metadata=FrozenDict({"type": "SSD"})), "25 GiB storage (SSD)"),
+        (Resource("STORAGE", Decimal(25600), _source={"metadata": {"type": "SSD"}}), "25 GiB storage (SSD)"),
         (
-            Resource("STORAGE", Decimal("4096"), "MiB", metadata=FrozenDict({"type": "NVMe"})),
+            Resource("STORAGE", Decimal("4096"), "MiB", _source={"metadata": {"type": "NVMe"}}),
             "4 GiB storage (NVMe)",
         ),
         (Resource("PUBLIC_IP", Decimal(1)), "1 public IPv4"),
-        (Resource("PUBLIC_IP", Decimal(1), metadata=FrozenDict({"version": "4"})), "1 public IPv4"),
-        (Resource("PUBLIC_IP", Decimal(2), metadata=FrozenDict({"version": 6})), "2 public IPv6"),
+        (Resource("PUBLIC_IP", Decimal(1), _source={"metadata": {"version": "4"}}), "1 public IPv4"),
+        (Resource("PUBLIC_IP", Decimal(2), _source={"metadata": {"version": 6}}), "2 public IPv6"),
         (Resource("GPU", Decimal(1)), "1 GPU"),
         (Resource("GPU", Decimal(2), "units"), "2 units GPU"),
         (Resource("NETWORK_BANDWIDTH", Decimal(1000), "Mbps"), "1000 Mbps network bandwidth"),

@@ -1,6 +1,7 @@
 """Reads: which keys a person may use, and their VMs fetched from Fluence in parallel through the cache."""
 
 import contextvars
+import dataclasses
 import json
 import logging
 import math
@@ -67,6 +68,7 @@ class AccountResult:
     problem: str | None = None  # a clear sentence for the person, when the key or Fluence failed
     problem_kind: str | None = None  # "key", "rate_limited", "unavailable", "bad_response", "decrypt"
     unreadable: tuple[str, ...] = ()  # items of the answer that are not readable VMs, and why
+    deleting: frozenset[str] = frozenset()  # ids (lowercase) of VMs whose deletion Fluence accepted
 
     @property
     def is_stale(self) -> bool:
@@ -170,8 +172,18 @@ def _load(key_id: int, marker: "_Marker | None") -> FetchedList | None:
     return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=marker.unreadable)
 
 
+def _load_fresh(key_id: int, marker: "_Marker | None") -> FetchedList | None:
+    """The fresh entry is written with the others and kept as long; it counts as fresh for
+    FLUENCE_CACHE_SECONDS after the fetch (by this server's clock), or until forget_cached_vms."""
+    if marker is None:
+        return None
+    if (timezone.now() - marker.fetched_at).total_seconds() >= settings.FLUENCE_CACHE_SECONDS:
+        return None
+    return _load(key_id, marker)
+
+
 def _cached(key_id: int) -> FetchedList | None:
-    return _load(key_id, cache.get(_fresh_key(key_id)))
+    return _load_fresh(key_id, cache.get(_fresh_key(key_id)))
 
 
 def _last_good(key_id: int) -> FetchedList | None:
@@ -184,10 +196,13 @@ def _store(
     """Share a fresh list: `body` is Fluence's own JSON of it when one answer held it all."""
     marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), unreadable=unreadable)
     payload = body if body is not None else json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
-    cache.set_many(
-        {_data_key(key_id): (marker.token, payload), _last_good_key(key_id): marker}, LAST_GOOD_SECONDS
-    )
-    cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
+    # One write of the three entries (the data first: no marker ever names data that is not there yet).
+    entries = {
+        _data_key(key_id): (marker.token, payload),
+        _last_good_key(key_id): marker,
+        _fresh_key(key_id): marker,
+    }
+    cache.set_many(entries, LAST_GOOD_SECONDS)
     _remember(key_id, marker.token, vms)
     return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=unreadable)
 
@@ -204,10 +219,20 @@ def _problem_of(error: FluenceError) -> tuple[str, str]:
 
 def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     """Runs in a worker thread: the cache, else one list call per key at a time. Touches no database."""
-    # One round trip reads the fresh marker, a remembered failure, the key's cool-down and the circuit.
-    fresh, problem = _fresh_key(account.key_id), _problem_key(account.key_id)
-    gate = resilience.Gate(key_id=account.key_id, base_url=account.base_url, also=(fresh, problem))
-    hit = _load(account.key_id, gate.get(fresh))
+    # One round trip reads the fresh marker, a remembered failure, the VMs being deleted, the key's
+    # cool-down and the circuit.
+    key_id = account.key_id
+    fresh, problem, deleting = _fresh_key(key_id), _problem_key(key_id), _deleting_key(key_id)
+    gate = resilience.Gate(key_id=key_id, base_url=account.base_url, also=(fresh, problem, deleting))
+    result = _fetch_through(gate, account, secret, generation, fresh=fresh, problem=problem)
+    pending = gate.get(deleting)
+    return dataclasses.replace(result, deleting=frozenset(pending)) if pending else result
+
+
+def _fetch_through(
+    gate: resilience.Gate, account: Account, secret: str, generation: str, *, fresh: str, problem: str
+) -> AccountResult:
+    hit = _load_fresh(account.key_id, gate.get(fresh))
     if hit is not None:
         return _result_of(account, hit)
     if gate.get(problem) is not None:
@@ -362,13 +387,8 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
         jobs.append((account, secret, api_key.generation))
     results.extend(_fetch_all(jobs))
     results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
-    deleting = cache.get_many([_deleting_key(result.account.key_id) for result in results])
     rows = tuple(
-        VmRow(
-            vm=vm,
-            account=result.account,
-            deleting=vm.key in deleting.get(_deleting_key(result.account.key_id), ()),
-        )
+        VmRow(vm=vm, account=result.account, deleting=vm.key in result.deleting)
         for result in results
         for vm in result.vms
     )

@@ -239,6 +239,14 @@ def parse_timestamp(value: object) -> datetime:
     year = int(match["year"])
     if not _MIN_YEAR <= year <= _MAX_YEAR:
         raise ValueError("timestamp year out of range")
+    text = value[3:] if value[0] == "+" else value  # an expanded year in range is "+00" and four digits
+    if match["zone"] == "Z" and text[10] == "T":
+        # The common case, in C: the pattern has vouched for the text, and fromisoformat reads the
+        # fraction to the microsecond.
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # a leap second, or a date that does not exist: the long way decides
     # Python keeps microseconds: the nanoseconds Fluence sends are truncated.
     microsecond = int((match["fraction"] or "0")[:6].ljust(6, "0"))
     zone = match["zone"]
@@ -311,8 +319,18 @@ class Resource:
     type: str
     quantity: Decimal | None
     unit: str | None = None
-    details: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False)
-    metadata: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False)
+    # Fluence's object for this resource, kept as the VM keeps its own: `details` and `metadata` read it.
+    _source: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False, repr=False)
+
+    @property
+    def details(self) -> Mapping[str, object]:
+        """The hardware details (`{"model": "7702p"}`), read-only; empty when Fluence sent none."""
+        return freeze(self._source.get("details") or EMPTY)
+
+    @property
+    def metadata(self) -> Mapping[str, object]:
+        """The resource's metadata (`{"type": "SSD"}`), read-only; empty when Fluence sent none."""
+        return freeze(self._source.get("metadata") or EMPTY)
 
     @property
     def mebibytes(self) -> Decimal | None:
@@ -455,13 +473,10 @@ def _optional_int(obj: Mapping, name: str) -> int | None:
     return value
 
 
-def _optional_object(obj: Mapping, name: str) -> Mapping:
+def _check_optional_object(obj: Mapping, name: str) -> None:
     value = obj.get(name)
-    if value is None:
-        return EMPTY
-    if not isinstance(value, dict):
+    if value is not None and not isinstance(value, dict):
         raise _bad(f"the field {name!r} is not an object")
-    return freeze(value)
 
 
 def _list_of_objects(obj: Mapping, name: str) -> list[dict]:
@@ -496,6 +511,7 @@ def _timestamp(obj: Mapping, name: str) -> datetime | None:
 
 
 def parse_resource(obj: object) -> Resource:
+    """One resource; it keeps `obj` for its details and metadata (read-only copies on demand)."""
     if not isinstance(obj, dict):
         raise _bad("a resource is not an object")
     type_ = obj.get("type")
@@ -508,12 +524,13 @@ def parse_resource(obj: object) -> Resource:
         quantity = _parse_quantity(amount)
     except ValueError:
         raise _bad(f"the {type_[:40]!r} resource has an unreadable quantity") from None
+    _check_optional_object(obj, "details")
+    _check_optional_object(obj, "metadata")
     return Resource(
         type=type_.strip().upper(),
         quantity=quantity,
         unit=units.strip() if units and units.strip() else None,
-        details=_optional_object(obj, "details"),
-        metadata=_optional_object(obj, "metadata"),
+        _source=obj,
     )
 
 
