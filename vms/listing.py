@@ -3,6 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from html import escape as _html_escape
 from urllib.parse import urlencode
 
@@ -148,6 +149,27 @@ class VmQuery:
         return bool(self.search or self.status or self.account is not None or self.country)
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One sortable column heading, worked out for the template: where a click sorts, and how it is sorted
+    now ("ascending", "descending" or "")."""
+
+    name: str
+    heading: str
+    url: str
+    sorted: str
+    arrow: str
+
+
+def table_columns(query: VmQuery, list_url: str) -> list[Column]:
+    columns = []
+    for name, (heading, _) in SORTS.items():
+        sorted_ = ("descending" if query.descending else "ascending") if name == query.sort else ""
+        arrow = ("▼" if query.descending else "▲") if sorted_ else ""
+        columns.append(Column(name, heading, list_url + query.sort_url(name), sorted_, arrow))
+    return columns
+
+
 @dataclass(frozen=True)
 class StatusCount:
     css_class: StatusClass
@@ -246,6 +268,11 @@ class RowView:
     age: str
 
 
+# Sizes and prices repeat from row to row and refresh to refresh; their text is worked out once.
+_size_text = lru_cache(maxsize=4096)(format_mib)
+_price_text = lru_cache(maxsize=4096)(format_usdc)
+
+
 def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]:
     """`url_prefix` is where VM pages live ("/vms/"); each row's links are built from it without a reverse()
     per row (a test pins them against the URLconf)."""
@@ -264,10 +291,10 @@ def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]
                 location=f"{city_name(dc.city_code, dc.country_code)}, {country_name(dc.country_code)}"
                 if dc
                 else "—",
-                vcpu=f"{vm.vcpu} vCPU" if vm.vcpu is not None else "—",
-                ram=format_mib(vm.ram_mib),
-                storage=format_mib(vm.storage_mib),
-                price=format_usdc(vm.price_per_epoch),
+                vcpu="—" if (vcpu := vm.vcpu) is None else f"{vcpu} vCPU",
+                ram=_size_text(vm.ram_mib),
+                storage=_size_text(vm.storage_mib),
+                price=_price_text(vm.price_per_epoch),
                 next_billing=format_relative(vm.next_billing_at, now) if vm.next_billing_at else "—",
                 next_billing_utc=format_utc(vm.next_billing_at) if vm.next_billing_at else "",
                 age=format_age(vm.created_at, now) if vm.created_at else "—",

@@ -17,7 +17,7 @@ from vms import audit, ratelimit, selectors, services
 from vms.billing import epoch_progress
 from vms.fluence.models import is_valid_vm_id
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
-from vms.listing import SORTS, VmQuery, render_rows, row_views, table_page
+from vms.listing import VmQuery, render_rows, row_views, table_columns, table_page
 from vms.permissions import ROLE_LABELS, can_delete_vms, can_manage_key, can_share_key
 from vms.services import RequestMeta
 
@@ -50,15 +50,16 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     )
     table = table_page(listing.rows, query)
     now = timezone.now()
-    rows = row_views(table.rows, now=now, url_prefix=reverse("vms:list") + "vms/")
+    list_url = reverse("vms:list")
+    rows = row_views(table.rows, now=now, url_prefix=list_url + "vms/")
     context = {
         "rows": rows,
         "rows_html": render_rows(rows),
         "listing": listing,
         "query": query,
         "table": table,
-        "columns": [(name, heading, query.sort_url(name)) for name, (heading, _) in SORTS.items()],
-        "list_url": reverse("vms:list"),
+        "columns": table_columns(query, list_url),
+        "list_url": list_url,
         "table_url": query.url(page=table.page),
         "prev_url": query.url(page=table.page - 1) if table.page > 1 else None,
         "next_url": query.url(page=table.page + 1) if table.page < table.pages else None,
