@@ -172,18 +172,8 @@ def _load(key_id: int, marker: "_Marker | None") -> FetchedList | None:
     return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=marker.unreadable)
 
 
-def _load_fresh(key_id: int, marker: "_Marker | None") -> FetchedList | None:
-    """The fresh entry is written with the others and kept as long; it counts as fresh for
-    FLUENCE_CACHE_SECONDS after the fetch (by this server's clock), or until forget_cached_vms."""
-    if marker is None:
-        return None
-    if (timezone.now() - marker.fetched_at).total_seconds() >= settings.FLUENCE_CACHE_SECONDS:
-        return None
-    return _load(key_id, marker)
-
-
 def _cached(key_id: int) -> FetchedList | None:
-    return _load_fresh(key_id, cache.get(_fresh_key(key_id)))
+    return _load(key_id, cache.get(_fresh_key(key_id)))
 
 
 def _last_good(key_id: int) -> FetchedList | None:
@@ -196,13 +186,13 @@ def _store(
     """Share a fresh list: `body` is Fluence's own JSON of it when one answer held it all."""
     marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), unreadable=unreadable)
     payload = body if body is not None else json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
-    # One write of the three entries (the data first: no marker ever names data that is not there yet).
-    entries = {
-        _data_key(key_id): (marker.token, payload),
-        _last_good_key(key_id): marker,
-        _fresh_key(key_id): marker,
-    }
-    cache.set_many(entries, LAST_GOOD_SECONDS)
+    # The data and the last-good marker in one write, then the fresh marker: no marker ever names data that
+    # is not there yet. The fresh one expires in the cache itself, so that the instances' clocks never
+    # decide what is fresh.
+    cache.set_many(
+        {_data_key(key_id): (marker.token, payload), _last_good_key(key_id): marker}, LAST_GOOD_SECONDS
+    )
+    cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
     _remember(key_id, marker.token, vms)
     return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=unreadable)
 
@@ -232,7 +222,7 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
 def _fetch_through(
     gate: resilience.Gate, account: Account, secret: str, generation: str, *, fresh: str, problem: str
 ) -> AccountResult:
-    hit = _load_fresh(account.key_id, gate.get(fresh))
+    hit = _load(account.key_id, gate.get(fresh))
     if hit is not None:
         return _result_of(account, hit)
     if gate.get(problem) is not None:
