@@ -42,30 +42,42 @@ def apikeys_visible_to(*, user) -> QuerySet[ApiKey]:
 
 
 @cache
-def _visible_sql() -> str:
+def _visible_sql(*, one_key: bool) -> str:
     """`apikeys_visible_to` in SQL, with the owner's username. Django takes about 1 ms to compile the
     queryset, more than the database takes to answer it; this text is built once per process."""
     user_model = get_user_model()
     quote = connection.ops.quote_name
-    keys, shares = quote(ApiKey._meta.db_table), quote(KeyShare._meta.db_table)
-    members = quote(user_model.groups.through._meta.db_table)
-    users = quote(user_model._meta.db_table)
-    username = quote(user_model._meta.get_field(user_model.USERNAME_FIELD).column)
+    members = user_model.groups.through  # the user <-> group table, whatever the user model is called
+    member_user = next(f.column for f in members._meta.fields if f.related_model is user_model)
+    member_group = next(
+        f.column for f in members._meta.fields if f.related_model is not user_model and f.is_relation
+    )
+    names = {
+        "keys": quote(ApiKey._meta.db_table),
+        "shares": quote(KeyShare._meta.db_table),
+        "members": quote(members._meta.db_table),
+        "m_user": quote(member_user),
+        "m_group": quote(member_group),
+        "users": quote(user_model._meta.db_table),
+        "user_pk": quote(user_model._meta.pk.column),
+        "username": quote(user_model._meta.get_field(user_model.USERNAME_FIELD).column),
+    }
     # Only names from the models are formatted in; every value is a parameter.
-    return f"""
+    sql = """
         SELECT k.*, u.{username} AS owner_username,
             CASE WHEN k.owner_id = %(user)s THEN %(owner)s
                  WHEN EXISTS (
-                     SELECT 1 FROM {shares} s JOIN {members} m ON m.group_id = s.group_id
-                     WHERE s.api_key_id = k.id AND m.user_id = %(user)s AND s.role = %(operator)s
+                     SELECT 1 FROM {shares} s JOIN {members} m ON m.{m_group} = s.group_id
+                     WHERE s.api_key_id = k.id AND m.{m_user} = %(user)s AND s.role = %(operator)s
                  ) THEN %(operator)s
                  ELSE %(viewer)s END AS role_for_user
-        FROM {keys} k JOIN {users} u ON u.id = k.owner_id
+        FROM {keys} k JOIN {users} u ON u.{user_pk} = k.owner_id
         WHERE (k.owner_id = %(user)s OR k.id IN (
-            SELECT s.api_key_id FROM {shares} s JOIN {members} m ON m.group_id = s.group_id
-            WHERE m.user_id = %(user)s
-        )) AND (%(key)s IS NULL OR k.id = %(key)s)
-        ORDER BY k.label, k.id"""  # noqa: S608
+            SELECT s.api_key_id FROM {shares} s JOIN {members} m ON m.{m_group} = s.group_id
+            WHERE m.{m_user} = %(user)s
+        )){one_key}
+        ORDER BY k.label, k.id"""
+    return sql.format(**names, one_key=" AND k.id = %(key)s" if one_key else "")
 
 
 def keys_visible_to(*, user, key_id: int | None = None) -> list[ApiKey]:
@@ -74,7 +86,7 @@ def keys_visible_to(*, user, key_id: int | None = None) -> list[ApiKey]:
     if not user.is_authenticated or not user.is_active:
         return []
     params = {"user": user.pk, "key": key_id, "owner": OWNER, "operator": OPERATOR, "viewer": VIEWER}
-    return list(ApiKey.objects.raw(_visible_sql(), params))
+    return list(ApiKey.objects.raw(_visible_sql(one_key=key_id is not None), params))
 
 
 def role_on_key(*, user, api_key: ApiKey) -> str | None:
