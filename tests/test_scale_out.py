@@ -42,6 +42,9 @@ def _audit_triggers_restored(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         audit_triggers.ensure_installed(connection)
+        # This connection may not be the one Django closes before dropping the test database (after the
+        # browser tests, the thread runs in another context): close it, or the drop finds it still open.
+        connection.close()
 
 
 @pytest.fixture(autouse=True)
