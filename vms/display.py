@@ -35,15 +35,18 @@ def _plain(number: Decimal) -> str:
 # --- money -----------------------------------------------------------------------------------------------
 
 
+def _fixed(number: Decimal, step: Decimal) -> str:
+    """`number` rounded half-even to `step` ("0.01"), in plain notation, never a negative zero."""
+    with localcontext() as context:
+        context.prec = 60
+        rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
+    return format(abs(rounded) if rounded == 0 else rounded, "f")
+
+
 def format_usdc(value: Decimal | None) -> str:
     """A USDC amount with its 6 decimals ("0.298160"), without the unit."""
     number = _decimal(value)
-    if number is None:
-        return MISSING
-    with localcontext() as context:
-        context.prec = 60
-        text = format(number.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN), "f")
-    return text[1:] if text == "-0.000000" else text
+    return MISSING if number is None else _fixed(number, Decimal("0.000001"))
 
 
 def format_usdc_short(value: Decimal | None) -> str:
@@ -53,10 +56,7 @@ def format_usdc_short(value: Decimal | None) -> str:
         return MISSING
     if number != 0 and abs(number) < Decimal("0.01"):
         return "<0.01" if number > 0 else "-<0.01"
-    with localcontext() as context:
-        context.prec = 60
-        text = format(number.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN), "f")
-    return text[1:] if text == "-0.00" else text
+    return _fixed(number, Decimal("0.01"))
 
 
 # --- sizes -----------------------------------------------------------------------------------------------
