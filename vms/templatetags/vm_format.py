@@ -1,4 +1,4 @@
-"""Template filters for VM values, thin wrappers around vms.display."""
+"""Template filters for VM values: the formatting helpers of vms.display, under short names."""
 
 from django import template
 from django.utils import timezone
@@ -7,30 +7,13 @@ from vms import display
 
 register = template.Library()
 
-
-@register.filter
-def usdc(value):
-    return display.format_usdc(value)
-
-
-@register.filter
-def usdc_short(value):
-    return display.format_usdc_short(value)
-
-
-@register.filter
-def mib(value):
-    return display.format_mib(value)
-
-
-@register.filter
-def country_name(code):
-    return display.country_name(code)
-
-
-@register.filter
-def utc(value):
-    return display.format_utc(value)
+register.filter("usdc", display.format_usdc)
+register.filter("usdc_short", display.format_usdc_short)
+register.filter("mib", display.format_mib)
+register.filter("country_name", display.country_name)
+register.filter("utc", display.format_utc)
+register.filter("resource_label", display.resource_label)
+register.simple_tag(display.city_name, name="city_name")
 
 
 @register.filter
@@ -41,13 +24,3 @@ def age(value):
 @register.filter
 def relative(value):
     return display.format_relative(value, timezone.now())
-
-
-@register.filter
-def resource_label(resource):
-    return display.resource_label(resource)
-
-
-@register.simple_tag
-def city_name(code, country=None):
-    return display.city_name(code, country)
