@@ -80,6 +80,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any, headers=None) -> None:
         self._send(status, json.dumps(payload).encode(), headers=headers)
 
+    def _routed(self, routes: dict[str, tuple[str, ...]], path: str) -> bool:
+        """Whether `routes` serve this path and method; if not, the 404 or 405 has been sent."""
+        allowed = routes.get(path)
+        if allowed is None:
+            self._json(404, {"error": "Not found"})
+            return False
+        if self.command not in allowed:
+            self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(allowed)})
+            return False
+        return True
+
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
@@ -148,12 +159,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self._json(status, {"error": message})
             return
 
-        allowed = API_ROUTES.get(path)
-        if allowed is None:
-            self._json(404, {"error": "Not found"})
-            return
-        if self.command not in allowed:
-            self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(allowed)})
+        if not self._routed(API_ROUTES, path):
             return
         try:
             if conflict:
@@ -189,12 +195,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     # --- control ----------------------------------------------------------------------------------
 
     def _control(self, path: str, body: bytes) -> None:
-        allowed = CONTROL_ROUTES.get(path)
-        if allowed is None:
-            self._json(404, {"error": "Not found"})
-            return
-        if self.command not in allowed:
-            self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(allowed)})
+        if not self._routed(CONTROL_ROUTES, path):
             return
         state = self.server.state
         try:
