@@ -212,21 +212,20 @@ def _fetch(account: Account, secret: str, generation: str) -> AccountResult:
     # One round trip reads the fresh marker, a remembered failure, the VMs being deleted, the key's
     # cool-down and the circuit.
     key_id = account.key_id
-    fresh, problem, deleting = _fresh_key(key_id), _problem_key(key_id), _deleting_key(key_id)
-    gate = resilience.Gate(key_id=key_id, base_url=account.base_url, also=(fresh, problem, deleting))
-    result = _fetch_through(gate, account, secret, generation, fresh=fresh, problem=problem)
-    pending = gate.get(deleting)
+    also = (_fresh_key(key_id), _problem_key(key_id), _deleting_key(key_id))
+    gate = resilience.Gate(key_id=key_id, base_url=account.base_url, also=also)
+    result = _fetch_through(gate, account, secret, generation)
+    pending = gate.get(_deleting_key(key_id))
     return dataclasses.replace(result, deleting=frozenset(pending)) if pending else result
 
 
-def _fetch_through(
-    gate: resilience.Gate, account: Account, secret: str, generation: str, *, fresh: str, problem: str
-) -> AccountResult:
-    hit = _load(account.key_id, gate.get(fresh))
+def _fetch_through(gate: resilience.Gate, account: Account, secret: str, generation: str) -> AccountResult:
+    hit = _load(account.key_id, gate.get(_fresh_key(account.key_id)))
     if hit is not None:
         return _result_of(account, hit)
-    if gate.get(problem) is not None:
-        return _fallback(account, *gate.get(problem))
+    remembered = gate.get(_problem_key(account.key_id))
+    if remembered is not None:
+        return _fallback(account, *remembered)
     waiting = gate.cooldown_remaining()
     if waiting:
         return _fallback(
