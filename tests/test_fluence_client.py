@@ -86,25 +86,25 @@ def test_list_sends_both_auth_headers_and_timeouts(client, mocked):
     assert not request.body
 
 
-def test_list_with_body_returns_fluences_own_json_once(client, mocked):
+def test_list_answer_keeps_fluences_own_json_for_the_cache(client, mocked):
     body = json.dumps(example_list()).encode()
     mocked.get(LIST_URL, body=body, content_type="application/json")
 
-    vms, raw = client.list_vms_with_body()
+    answer = client.list_answer()
 
-    assert [vm.id for vm in vms] == [VM_ID]
-    assert raw == body  # kept as received, for the cache
-    assert client.list_vms_with_body()[1] == body and len(mocked.calls) == 2
-    assert client._bodies is None  # nothing kept between calls
+    assert [vm.id for vm in answer.vms] == [VM_ID]
+    assert answer.body == body  # kept as received, for the cache
+    again = client.adapter.read_cached(answer.body)
+    assert again.vms == answer.vms and len(mocked.calls) == 1
 
 
-def test_list_with_body_after_a_retried_get_keeps_only_the_answer(client, mocked):
+def test_list_answer_after_a_retried_get_keeps_only_the_answer(client, mocked):
     mocked.get(LIST_URL, status=503, json={"error": "busy"})
     mocked.get(LIST_URL, json=example_list())
 
-    vms, raw = client.list_vms_with_body()
+    answer = client.list_answer()
 
-    assert len(vms) == 1 and json.loads(raw) == example_list()
+    assert len(answer.vms) == 1 and json.loads(answer.body) == example_list()
 
 
 def test_timeouts_default_to_settings(settings, mocked):
@@ -164,8 +164,8 @@ def test_malformed_id_makes_no_call(client, mocked, vm_id):
     assert len(mocked.calls) == 0
 
 
-def test_v3_generation_paths(mocked):
-    client = FluenceClient(base_url=BASE, api_key=KEY, generation="v3", connect_timeout=1, read_timeout=2)
+def test_generation_a_paths_and_its_one_header(mocked):
+    client = FluenceClient(base_url=BASE, api_key=KEY, generation="a", connect_timeout=1, read_timeout=2)
     mocked.get(f"{BASE}/vms/v3", json=example_list())
     mocked.delete(
         f"{BASE}/vms/v3", json={}, match=[matchers.json_params_matcher({"vmIds": [VM_ID]}, strict_match=True)]
@@ -174,6 +174,35 @@ def test_v3_generation_paths(mocked):
     assert [vm.id for vm in client.list_vms()] == [VM_ID]
     client.delete_vm(VM_ID)
     assert [call.request.method for call in mocked.calls] == ["GET", "DELETE"]
+    for call in mocked.calls:
+        assert call.request.headers["X-API-KEY"] == KEY
+        assert "Authorization" not in call.request.headers
+
+
+def test_generation_a_deletes_several_vms_in_one_call(mocked):
+    client = FluenceClient(base_url=BASE, api_key=KEY, generation="a")
+    other = "0x" + "ab" * 20
+    mocked.delete(
+        f"{BASE}/vms/v3",
+        json={},
+        match=[matchers.json_params_matcher({"vmIds": [VM_ID, other]}, strict_match=True)],
+    )
+
+    client.delete_vms([VM_ID, other])
+
+    assert len(mocked.calls) == 1
+
+
+def test_the_baseline_deletes_one_vm_per_call(client, mocked):
+    other = "0x" + "ab" * 20
+    for vm_id in (VM_ID, other):
+        mocked.delete(
+            DELETE_URL, json={}, match=[matchers.json_params_matcher({"vmId": vm_id}, strict_match=True)]
+        )
+
+    client.delete_vms([VM_ID, other])
+
+    assert len(mocked.calls) == 2
 
 
 def test_unknown_generation_and_bad_base_url():
@@ -387,11 +416,11 @@ def test_get_is_retried_once_on_connection_errors(client, mocked):
 
 
 def test_other_4xx_is_a_plain_fluence_error(client, mocked):
-    mocked.get(LIST_URL, status=409, json={"code": "conflict", "error": "busy"})
+    mocked.get(LIST_URL, status=418, json={"code": "teapot", "error": "busy"})
     with pytest.raises(FluenceError) as caught:
         client.list_vms()
     assert type(caught.value) is FluenceError
-    assert caught.value.status == 409
+    assert caught.value.status == 418
     assert "busy" in caught.value.user_message
     assert_key_hidden(caught.value)
 

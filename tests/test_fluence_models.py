@@ -1,4 +1,8 @@
-"""Parsing Fluence's VM JSON: the documented example, every documented variant, and bad input."""
+"""Parsing Fluence's VM JSON: the documented example, every documented variant, and bad input.
+
+A VM with an unreadable field is still a VM (it costs money, so it must stay visible and deletable): the field
+is None or empty and named in `vm.unreadable`. Only an item without a usable id is no VM at all.
+Generation B (today's API) is in test_fluence_models_b.py."""
 
 import copy
 import json
@@ -18,6 +22,7 @@ from vms.fluence import (
     Port,
     Status,
     StatusClass,
+    Unreadable,
     Vm,
     is_valid_vm_id,
     parse_money,
@@ -25,7 +30,7 @@ from vms.fluence import (
     parse_vm,
     parse_vm_list,
 )
-from vms.fluence.models import parse_vm_list_lenient
+from vms.fluence.models import parse_datacenter, parse_vm_list_lenient
 
 # Verbatim from fluence-api.md §1.
 EXAMPLE_VM_JSON = """
@@ -72,6 +77,42 @@ def vm_with(example: dict, **changes) -> Vm:
         else:
             obj[name] = value
     return parse_vm(obj)
+
+
+# The example's JSON fields and the Vm attributes they become.
+ATTRIBUTES = {
+    "vmName": "name",
+    "status": "status",
+    "pricePerEpoch": "price_per_epoch",
+    "resources": "resources",
+    "createdAt": "created_at",
+    "nextBillingAt": "next_billing_at",
+    "osImage": "os_image",
+    "datacenter": "datacenter",
+    "publicIp": "public_ip",
+    "ports": "ports",
+    "reservedBalance": "reserved_balance",
+    "totalSpent": "total_spent",
+}
+
+
+def unreadable_fields(vm: Vm) -> list[str]:
+    return [item.field for item in vm.unreadable]
+
+
+def assert_only_unreadable(vm: Vm, example: dict, field: str) -> None:
+    """`field` ("datacenter.tier" when nested) is the one field noted, with a reason; every other field of
+    the example is read as usual."""
+    assert unreadable_fields(vm) == [field]
+    assert all(isinstance(item, Unreadable) and item.reason for item in vm.unreadable)
+    top = field.split(".")[0]
+    assert vm.field_unreadable(top) and vm.field_unreadable(field)
+    assert vm.id == example["id"]
+    assert vm.name == "vm-name"
+    expected = parse_vm(example)
+    for name, attribute in ATTRIBUTES.items():
+        if name != top:
+            assert getattr(vm, attribute) == getattr(expected, attribute), name
 
 
 # --- the documented example --------------------------------------------------------------------------------
@@ -154,6 +195,16 @@ def test_example_vm_every_field(example):
     assert vm.raw == example
     assert vm.raw_snapshot() == example
 
+    assert vm.generation == "baseline"
+    assert vm.unreadable == ()
+    assert not vm.field_unreadable("pricePerEpoch")
+    assert vm.currency == "USDC"
+    assert not vm.billed_per_second
+    assert vm.cost_per_day == Decimal("0.298160")  # one 24 h epoch
+    assert round(vm.cost_per_month, 6) == Decimal("9.069033")  # 0.298160 / 24 x 730
+    assert vm.allowed_actions is None
+    assert vm.can_terminate
+
 
 def test_parse_vm_list_of_the_example(example):
     vms = parse_vm_list([example, example])
@@ -200,12 +251,14 @@ def test_a_list_handed_over_is_kept_without_a_copy_yet_read_only(example):
     assert copied[0].raw["vmName"] == "vm-name"
 
 
-def test_a_lenient_list_handed_over_reports_bad_items_like_a_copied_one(example):
-    data = [example, {"id": "not an id"}, "not an object", dict(example, pricePerEpoch=None)]
+def test_a_lenient_list_handed_over_drops_only_items_that_are_no_vm_like_a_copied_one(example):
+    data = [example, {"id": "not an id"}, "not an object", dict(example, pricePerEpoch="abc")]
     kept, kept_problems = parse_vm_list_lenient(copy.deepcopy(data), copy=False)
     copied, copied_problems = parse_vm_list_lenient(copy.deepcopy(data))
-    assert kept == copied and len(kept) == 1
-    assert kept_problems == copied_problems and len(kept_problems) == 3
+    assert kept == copied and len(kept) == 2
+    assert kept[0].unreadable == ()
+    assert unreadable_fields(kept[1]) == ["pricePerEpoch"] and kept[1].price_per_epoch is None
+    assert kept_problems == copied_problems and len(kept_problems) == 2
     with pytest.raises(BadResponse):
         parse_vm_list(copy.deepcopy(data), copy=False)
 
@@ -311,22 +364,37 @@ def test_parse_money_rejects(value):
         parse_money(value)
 
 
-@pytest.mark.parametrize("price", [2.4352, True, "abc", None, "NaN", [1], {"amount": 1}])
-def test_bad_price_is_bad_response(example, price):
-    with pytest.raises(BadResponse):
-        vm_with(example, pricePerEpoch=price)
+@pytest.mark.parametrize("price", [2.4352, True, "abc", "NaN", [1], {"amount": 1}])
+def test_an_unreadable_price_is_none_and_named(example, price):
+    vm = vm_with(example, pricePerEpoch=price)
+    assert vm.price_per_epoch is None
+    assert vm.cost_per_day is None and vm.cost_per_month is None
+    assert_only_unreadable(vm, example, "pricePerEpoch")
 
 
-def test_missing_price_is_bad_response(example):
-    with pytest.raises(BadResponse):
-        vm_with(example, pricePerEpoch=...)
+def test_a_missing_price_is_none_and_named(example):
+    vm = vm_with(example, pricePerEpoch=...)
+    assert vm.price_per_epoch is None
+    assert_only_unreadable(vm, example, "pricePerEpoch")
+    assert "missing" in vm.unreadable[0].reason
 
 
-@pytest.mark.parametrize("field", ["reservedBalance", "totalSpent"])
+def test_a_null_price_is_none_and_not_named(example):
+    # Only a missing price or one that cannot be read is noted; null is Fluence saying there is none.
+    vm = vm_with(example, pricePerEpoch=None)
+    assert vm.price_per_epoch is None
+    assert vm.unreadable == ()
+    assert vm.name == "vm-name" and vm.reserved_balance == Decimal("0.359440")
+
+
+@pytest.mark.parametrize(
+    ("field", "attribute"), [("reservedBalance", "reserved_balance"), ("totalSpent", "total_spent")]
+)
 @pytest.mark.parametrize("value", [1.5, True, "abc", "1e3"])
-def test_bad_balance_is_bad_response(example, field, value):
-    with pytest.raises(BadResponse):
-        vm_with(example, **{field: value})
+def test_an_unreadable_balance_is_none_and_named(example, field, attribute, value):
+    vm = vm_with(example, **{field: value})
+    assert getattr(vm, attribute) is None
+    assert_only_unreadable(vm, example, field)
 
 
 # --- timestamps --------------------------------------------------------------------------------------------
@@ -383,11 +451,16 @@ def test_rfc3339_times_in_a_vm(example):
     assert vm.next_billing_at == datetime(2025, 4, 16, 17, 59, 55, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("field", ["createdAt", "nextBillingAt"])
+@pytest.mark.parametrize(
+    ("field", "attribute"), [("createdAt", "created_at"), ("nextBillingAt", "next_billing_at")]
+)
 @pytest.mark.parametrize("value", ["yesterday", 1743526257, "2025-04-01"])
-def test_bad_timestamp_is_bad_response(example, field, value):
-    with pytest.raises(BadResponse):
-        vm_with(example, **{field: value})
+def test_an_unreadable_timestamp_is_none_and_named(example, field, attribute, value):
+    vm = vm_with(example, **{field: value})
+    assert getattr(vm, attribute) is None
+    assert_only_unreadable(vm, example, field)
+    if field == "nextBillingAt":
+        assert vm.epoch_started_at is None
 
 
 # --- resources ---------------------------------------------------------------------------------------------
@@ -475,9 +548,25 @@ def test_resources_absent_or_null(example):
         [{"type": "RAM", "quantity": 4, "metadata": [1]}],
     ],
 )
-def test_bad_resources_are_bad_response(example, resources):
-    with pytest.raises(BadResponse):
-        vm_with(example, resources=resources)
+def test_unreadable_resources_are_left_out_and_named(example, resources):
+    vm = vm_with(example, resources=resources)
+    assert vm.resources == ()
+    assert vm.vcpu is None and vm.ram_mib is None and vm.storage_mib is None
+    assert_only_unreadable(vm, example, "resources")
+
+
+def test_an_unreadable_resource_is_left_out_and_the_others_kept(example):
+    vm = resource(
+        example,
+        {"type": "VCPU", "quantity": 2},
+        {"type": "RAM", "quantity": "four"},
+        {"type": "STORAGE", "supply": 25, "units": "GiB"},
+    )
+    assert [(r.type, r.quantity) for r in vm.resources] == [("VCPU", Decimal(2)), ("STORAGE", Decimal(25))]
+    assert vm.vcpu == 2 and vm.storage_mib == Decimal(25 * 1024)
+    assert vm.ram_mib is None  # no RAM resource was readable
+    assert unreadable_fields(vm) == ["resources"]
+    assert "RAM" in vm.unreadable[0].reason
 
 
 # --- status ------------------------------------------------------------------------------------------------
@@ -537,9 +626,13 @@ def test_absent_status_is_unknown(example):
     assert vm.status.css_class is StatusClass.UNKNOWN
 
 
-def test_non_text_status_is_bad_response(example):
-    with pytest.raises(BadResponse):
-        vm_with(example, status=1)
+@pytest.mark.parametrize("status", [1, True, ["ACTIVE"], {"name": "ACTIVE"}])
+def test_a_non_text_status_is_unknown_and_named(example, status):
+    vm = vm_with(example, status=status)
+    assert vm.status.raw == ""
+    assert vm.status.label == "Unknown"
+    assert vm.status.css_class is StatusClass.UNKNOWN
+    assert_only_unreadable(vm, example, "status")
 
 
 # --- optional and ended VMs --------------------------------------------------------------------------------
@@ -592,21 +685,40 @@ def test_datacenter_variants(example):
     assert vm.datacenter.certifications == ()
 
 
+@pytest.mark.parametrize("datacenter", ["FR", [1], 4, True])
+def test_a_datacenter_that_is_no_object_is_none_and_named(example, datacenter):
+    vm = vm_with(example, datacenter=datacenter)
+    assert vm.datacenter is None
+    assert_only_unreadable(vm, example, "datacenter")
+
+
 @pytest.mark.parametrize(
-    "datacenter",
+    ("change", "field", "attribute", "value"),
     [
-        "FR",
-        [1],
-        {"countryCode": 1},
-        {"tier": "4"},
-        {"tier": True},
-        {"certifications": "ISO"},
-        {"certifications": [1]},
+        ({"countryCode": 1}, "countryCode", "country_code", ""),
+        ({"tier": "4"}, "tier", "tier", None),
+        ({"tier": True}, "tier", "tier", None),
+        ({"certifications": "ISO"}, "certifications", "certifications", ()),
+        ({"certifications": [1]}, "certifications", "certifications", ()),
     ],
 )
-def test_bad_datacenter_is_bad_response(example, datacenter):
+def test_an_odd_datacenter_field_is_named_and_the_rest_of_the_datacenter_kept(
+    example, change, field, attribute, value
+):
+    vm = vm_with(example, datacenter={**example["datacenter"], **change})
+    assert getattr(vm.datacenter, attribute) == value
+    expected = parse_vm(example).datacenter
+    for other in ("id", "country_code", "city_code", "city_index", "tier", "certifications"):
+        if other != attribute:
+            assert getattr(vm.datacenter, other) == getattr(expected, other), other
+    assert_only_unreadable(vm, example, f"datacenter.{field}")
+
+
+@pytest.mark.parametrize("datacenter", ["FR", {"tier": "4"}, {"certifications": [1]}, {"countryCode": 1}])
+def test_parse_datacenter_without_a_problems_list_is_strict(datacenter):
     with pytest.raises(BadResponse):
-        vm_with(example, datacenter=datacenter)
+        parse_datacenter(datacenter)
+    assert parse_datacenter(None) is None
 
 
 def test_ports_protocols(example):
@@ -634,9 +746,16 @@ def test_ports_protocols(example):
         [{"port": 22, "protocol": 6}],
     ],
 )
-def test_bad_ports_are_bad_response(example, ports):
-    with pytest.raises(BadResponse):
-        vm_with(example, ports=ports)
+def test_unreadable_ports_are_left_out_and_named(example, ports):
+    vm = vm_with(example, ports=ports)
+    assert vm.ports == ()
+    assert_only_unreadable(vm, example, "ports")
+
+
+def test_an_unreadable_port_is_left_out_and_the_others_kept(example):
+    vm = vm_with(example, ports=[{"port": 22}, {"port": "80"}, {"port": 53, "protocol": "udp"}])
+    assert vm.ports == (Port(22, "tcp"), Port(53, "udp"))
+    assert unreadable_fields(vm) == ["ports"]
 
 
 # --- ids and bad input -------------------------------------------------------------------------------------
@@ -667,8 +786,20 @@ def test_is_valid_vm_id(value, valid):
     "vm_id", [..., None, 1, "", "vm-1", "0x1", "0x0000000000000000000000000000000000000001/../x", ["0x"]]
 )
 def test_missing_or_malformed_id_is_bad_response(example, vm_id):
+    obj = copy.deepcopy(example)
+    if vm_id is ...:
+        del obj["id"]
+    else:
+        obj["id"] = vm_id
+    for generation in ("baseline", "a", "b"):
+        with pytest.raises(BadResponse):
+            parse_vm(obj, generation=generation)
+
+
+@pytest.mark.parametrize("item", [1, "vm", None, [], True, ["0x0000000000000000000000000000000000000001"]])
+def test_a_vm_that_is_no_object_is_bad_response(item):
     with pytest.raises(BadResponse):
-        vm_with(example, id=vm_id)
+        parse_vm(item)
 
 
 @pytest.mark.parametrize("data", [{}, {"items": []}, "[]", None, 1, True])
@@ -683,18 +814,50 @@ def test_list_of_non_objects_is_bad_response(items):
         parse_vm_list(items)
 
 
-def test_one_bad_vm_makes_the_list_bad(example):
+def test_an_item_without_a_usable_id_makes_the_list_bad(example):
     with pytest.raises(BadResponse):
         parse_vm_list([example, {"id": "nope"}])
+    with pytest.raises(BadResponse):
+        parse_vm_list([example, dict(example, id=None)])
+
+
+def test_vms_with_unreadable_fields_do_not_make_the_list_bad(example):
+    odd = dict(example, pricePerEpoch="abc", ports="22", datacenter={"tier": "4"}, status=1)
+    good, kept = parse_vm_list([example, odd])
+    assert good.unreadable == ()
+    assert sorted(unreadable_fields(kept)) == ["datacenter.tier", "ports", "pricePerEpoch", "status"]
+    assert kept.id == example["id"] and kept.name == "vm-name"
+    assert kept.total_spent == Decimal("17.846000")
+
+
+HOSTILE = "<script>\n\x00" + "x" * 1000
+
+
+def _assert_plain_and_bounded(message: str) -> None:
+    assert "<script>" not in message
+    assert "\n" not in message and "\x00" not in message
+    assert len(message) < 400
 
 
 def test_bad_response_message_is_plain_and_bounded(example):
     with pytest.raises(BadResponse) as caught:
-        vm_with(example, pricePerEpoch="<script>" + "x" * 1000)
+        vm_with(example, id=HOSTILE)
     message = str(caught.value)
-    assert "pricePerEpoch" in message
-    assert "<script>" not in message
-    assert len(message) < 400
+    assert "id" in message
+    _assert_plain_and_bounded(message)
+
+    with pytest.raises(BadResponse) as caught:
+        parse_datacenter({"tier": HOSTILE})
+    message = str(caught.value)
+    assert "tier" in message
+    _assert_plain_and_bounded(message)
+
+
+def test_an_unreadable_fields_reason_is_plain_and_bounded(example):
+    vm = vm_with(example, pricePerEpoch=HOSTILE, vmName=HOSTILE)
+    assert unreadable_fields(vm) == ["pricePerEpoch"]  # a long name is still a name
+    assert "pricePerEpoch" in vm.unreadable[0].reason
+    _assert_plain_and_bounded(vm.unreadable[0].reason)
 
 
 # --- property tests ----------------------------------------------------------------------------------------
@@ -732,20 +895,49 @@ vm_like = st.dictionaries(
 )
 
 
+VALID_IDS = ["0x0000000000000000000000000000000000000001", "3f2504e0-4f89-11d3-9a0c-0305e82c3301"]
+
+
+def _has_usable_id(item: object) -> bool:
+    return isinstance(item, dict) and type(item.get("id")) is str and is_valid_vm_id(item["id"])
+
+
+def _check_vm(vm: Vm, obj: dict) -> None:
+    """What must hold for any VM the parser accepted from `obj`."""
+    assert isinstance(vm, Vm) and vm.id == obj["id"]
+    # Every derived value is computable.
+    _ = (vm.vcpu, vm.ram_mib, vm.storage_mib, vm.public_ip_count, vm.os_image_name, vm.epoch_started_at)
+    _ = (vm.status.label, vm.status.css_class, vm.display_name, vm.key, hash(vm))
+    _ = (vm.cost_per_day, vm.cost_per_month, vm.raw_snapshot())
+    _ = [resource_label(r) for r in vm.resources]
+    assert vm.currency == "USDC" and vm.can_terminate
+    for amount in (vm.price_per_epoch, vm.reserved_balance, vm.total_spent, vm.cost_per_day):
+        assert amount is None or isinstance(amount, Decimal)
+    # Each unreadable field is one Fluence sent (or the price it left out), and it reads as nothing.
+    for item in vm.unreadable:
+        assert isinstance(item, Unreadable) and item.reason
+        top = item.field.split(".")[0]
+        assert top in obj or item.field == "pricePerEpoch"
+        assert vm.field_unreadable(top)
+        if top in ("ports", "resources") or "." in item.field:
+            continue  # the readable items, or the readable rest of the datacenter, are kept
+        if top == "status":
+            assert vm.status.raw == ""
+        else:
+            assert getattr(vm, ATTRIBUTES[top]) is None, top
+
+
 def _only_vms_or_bad_response(data: object) -> None:
     try:
         vms = parse_vm_list(data)
     except BadResponse as exc:
         assert str(exc)
+        # Only an answer that is no array, or an item that is no VM at all, is refused.
+        assert not isinstance(data, list) or not all(_has_usable_id(item) for item in data)
         return
-    assert isinstance(vms, list)
-    for vm in vms:
-        assert isinstance(vm, Vm)
-        # Every derived value is computable for any VM the parser accepted.
-        _ = (vm.vcpu, vm.ram_mib, vm.storage_mib, vm.public_ip_count, vm.os_image_name, vm.epoch_started_at)
-        _ = (vm.status.label, vm.status.css_class, vm.display_name, vm.key, hash(vm))
-        _ = [resource_label(r) for r in vm.resources]
-        assert isinstance(vm.price_per_epoch, Decimal)
+    assert isinstance(vms, list) and len(vms) == len(data)
+    for vm, obj in zip(vms, data, strict=True):
+        _check_vm(vm, obj)
 
 
 @settings(max_examples=300, deadline=None)
@@ -757,13 +949,40 @@ def test_arbitrary_json_gives_vms_or_bad_response(data):
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(vm_like, max_size=3))
-def test_vm_shaped_objects_give_vms_or_bad_response(data):
+def test_vm_shaped_objects_give_vms_or_bad_response_and_every_usable_id_a_vm(data):
     _only_vms_or_bad_response(data)
+    usable = [item for item in data if _has_usable_id(item)]
+    if usable:
+        vms, dropped = parse_vm_list_lenient(data)
+        assert [vm.id for vm in vms] == [item["id"] for item in usable]
+        assert len(dropped) == len(data) - len(usable)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.sampled_from(VM_KEYS), json_values)
-def test_example_with_any_one_field_replaced(field, value):
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(VALID_IDS),
+    st.dictionaries(st.sampled_from([key for key in VM_KEYS if key != "id"]), json_values),
+    st.sampled_from(["baseline", "a"]),
+)
+def test_a_usable_id_alone_always_gives_a_vm(vm_id, fields, generation):
+    obj = {**fields, "id": vm_id}
+    vm = parse_vm(obj, generation=generation)
+    assert vm.generation == generation
+    _check_vm(vm, obj)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(VM_KEYS), json_values, st.sampled_from(["baseline", "a"]))
+def test_example_with_any_one_field_replaced_keeps_every_other_field(field, value, generation):
     obj = json.loads(EXAMPLE_VM_JSON)
     obj[field] = value
-    _only_vms_or_bad_response([obj])
+    if field == "id":
+        _only_vms_or_bad_response([obj])
+        return
+    vm = parse_vm(obj, generation=generation)
+    _check_vm(vm, obj)
+    assert {item.field.split(".")[0] for item in vm.unreadable} <= {field}
+    expected = parse_vm(json.loads(EXAMPLE_VM_JSON), generation=generation)
+    for name, attribute in ATTRIBUTES.items():
+        if name != field:
+            assert getattr(vm, attribute) == getattr(expected, attribute), name

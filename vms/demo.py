@@ -8,7 +8,7 @@ from django.db import transaction
 
 from vms import services
 from vms.models import ApiKey
-from vms.sandbox import DEMO_LABELS, DEMO_USERS
+from vms.sandbox import DEMO_ACCOUNTS, DEMO_LABELS, DEMO_USERS
 
 # Bob also holds a key Fluence has revoked, so the demo shows how one failing account looks.
 EXTRA_DEMO_KEYS = {"bob": [("sbx_demo_revoked_0001", "Old account")]}
@@ -38,7 +38,16 @@ def demo_data_create(*, sandbox_url: str, password: str | None = None) -> list[D
         pairs = [(secret, DEMO_LABELS[secret]) for secret in keys] + EXTRA_DEMO_KEYS.get(username, [])
         for secret, label in pairs:
             ApiKey.objects.filter(owner=user, label=label).delete()
-            services.apikey_create(owner=user, label=label, secret=secret, base_url=sandbox_url, verify=False)
+            # Stored as the sandbox serves each account: no probe, so that starting the demo asks nothing.
+            generation = DEMO_ACCOUNTS[secret].get("generation", "baseline")
+            services.apikey_create(
+                owner=user,
+                label=label,
+                secret=secret,
+                base_url=sandbox_url,
+                generation=generation,
+                verify=False,
+            )
             labels.append(label)
         created.append(DemoUser(username=username, password=user_password, key_labels=tuple(labels)))
     return created

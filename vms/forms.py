@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 
 from vms import services
+from vms.fluence.client import GENERATION_LABELS
 from vms.models import KeyShare
 
 
@@ -21,6 +22,14 @@ class ApiKeyForm(forms.Form):
         strip=True,
     )
     base_url = forms.ChoiceField(label="Fluence API", choices=())
+    generation = forms.ChoiceField(
+        label="API version",
+        choices=[(services.AUTO, "Find it (recommended)")]
+        + [(name, label.capitalize()) for name, label in GENERATION_LABELS.items()],
+        initial=services.AUTO,
+        required=False,
+        help_text="The portal asks Fluence which API answers the key. Choose one only if you must force it.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,6 +42,9 @@ class ApiKeyForm(forms.Form):
 
     def clean_secret(self) -> str:
         return _field_clean(services.clean_secret, self.cleaned_data["secret"], "secret")
+
+    def clean_generation(self) -> str:
+        return self.cleaned_data["generation"] or services.AUTO
 
 
 class ApiKeyRenameForm(forms.Form):

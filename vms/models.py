@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from vms.fields import EncryptedSecretField
+from vms.fluence.client import GENERATION_LABELS
 
 
 class ApiKey(models.Model):
@@ -15,7 +16,10 @@ class ApiKey(models.Model):
     # The last four characters of the key: the only part of it ever shown.
     fingerprint = models.CharField(max_length=4)
     base_url = models.CharField(max_length=200)
-    generation = models.CharField(max_length=20, default="baseline")
+    # Which Fluence API answers this key: found by probing when it is added, and again if its path retires.
+    generation = models.CharField(max_length=20, choices=list(GENERATION_LABELS.items()), default="baseline")
+    previous_generation = models.CharField(max_length=20, blank=True)
+    generation_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -2,7 +2,6 @@
 
 import contextvars
 import dataclasses
-import json
 import logging
 import math
 import threading
@@ -19,9 +18,9 @@ from django.utils import timezone
 
 from vms import resilience
 from vms.crypto import SecretDecryptionError
-from vms.fluence.client import FluenceClient
-from vms.fluence.errors import AuthError, BadResponse, FluenceError, RateLimited, Unavailable
-from vms.fluence.models import Vm, parse_vm_list_lenient
+from vms.fluence.client import ADAPTERS, FluenceClient, ListAnswer, detect_generation
+from vms.fluence.errors import AuthError, BadResponse, FluenceError, NotFound, RateLimited, Unavailable
+from vms.fluence.models import Balance, Vm
 from vms.models import ApiKey
 from vms.permissions import OWNER, VIEWER, apikeys_visible_to, keys_visible_to, role_may_delete
 
@@ -43,6 +42,11 @@ class Account:
     base_url: str
     # The requesting person's role on this key: "owner", "operator" or "viewer" (the least, unless told).
     role: str = VIEWER
+    generation: str = "baseline"
+
+    @property
+    def generation_label(self) -> str:
+        return ADAPTERS[self.generation].label if self.generation in ADAPTERS else self.generation
 
     @property
     def is_own(self) -> bool:
@@ -55,9 +59,8 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class FetchedList:
-    vms: tuple[Vm, ...]
+    answer: ListAnswer
     fetched_at: datetime
-    unreadable: tuple[str, ...] = ()  # why items of Fluence's answer could not be read (they are left out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,13 @@ class AccountResult:
     problem_kind: str | None = None  # "key", "rate_limited", "unavailable", "bad_response", "decrypt"
     unreadable: tuple[str, ...] = ()  # items of the answer that are not readable VMs, and why
     deleting: frozenset[str] = frozenset()  # ids (lowercase) of VMs whose deletion Fluence accepted
+    notes: tuple[str, ...] = ()  # what the person should know about this account's list
+    balance: Balance | None = None  # today's API: the account's prepaid balance
+    switched_to: str | None = None  # Fluence retired the key's API path; it now speaks this generation
+
+    @property
+    def vms_with_unreadable_fields(self) -> tuple[Vm, ...]:
+        return tuple(vm for vm in self.vms if vm.unreadable)
 
     @property
     def is_stale(self) -> bool:
@@ -113,6 +123,7 @@ def _account_of(api_key: ApiKey) -> Account:
         base_url=api_key.base_url,
         # Keys loaded through apikeys_for_user carry the role; it only shapes the page, checks ask afresh.
         role=getattr(api_key, "role_for_user", VIEWER),
+        generation=api_key.generation,
     )
 
 
@@ -121,7 +132,7 @@ def _account_of(api_key: ApiKey) -> Account:
 # VMs it has already unpickled for a token, so a refresh costs one tiny cache read, not an unpickle of
 # thousands of objects; every process still sees the same data through the shared cache.
 _MEMO_SIZE = 256
-_memo: OrderedDict[tuple[int, str], tuple[Vm, ...]] = OrderedDict()
+_memo: OrderedDict[tuple[int, str], ListAnswer] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
@@ -129,28 +140,29 @@ _memo_lock = threading.Lock()
 class _Marker:
     token: str
     fetched_at: datetime
-    unreadable: tuple[str, ...] = ()
+    generation: str  # whose adapter reads the stored answer back
 
 
+# "v2" in the names: markers and data of the time before API generations are not read back.
 def _problem_key(key_id: int) -> str:
-    return f"fluence:vms:problem:{key_id}"
+    return f"fluence:vms:v2:problem:{key_id}"
 
 
 def _fresh_key(key_id: int) -> str:
-    return f"fluence:vms:fresh:{key_id}"
+    return f"fluence:vms:v2:fresh:{key_id}"
 
 
 def _last_good_key(key_id: int) -> str:
-    return f"fluence:vms:last:{key_id}"
+    return f"fluence:vms:v2:last:{key_id}"
 
 
 def _data_key(key_id: int) -> str:
-    return f"fluence:vms:data:{key_id}"
+    return f"fluence:vms:v2:data:{key_id}"
 
 
-def _remember(key_id: int, token: str, vms: tuple[Vm, ...]) -> None:
+def _remember(key_id: int, token: str, answer: ListAnswer) -> None:
     with _memo_lock:
-        _memo[(key_id, token)] = vms
+        _memo[(key_id, token)] = answer
         _memo.move_to_end((key_id, token))
         while len(_memo) > _MEMO_SIZE:
             _memo.popitem(last=False)
@@ -160,16 +172,16 @@ def _load(key_id: int, marker: "_Marker | None") -> FetchedList | None:
     if marker is None:
         return None
     with _memo_lock:
-        vms = _memo.get((key_id, marker.token))
-    if vms is None:
+        answer = _memo.get((key_id, marker.token))
+    if answer is None:
         stored = cache.get(_data_key(key_id))
-        if not stored or stored[0] != marker.token:
+        if not stored or stored[0] != marker.token or marker.generation not in ADAPTERS:
             return None  # the data moved on since the marker was written: treat as a miss
-        # Stored as the upstream JSON: cheaper to write and read than pickled objects, and parsed once per
-        # process and refresh.
-        vms = tuple(parse_vm_list_lenient(json.loads(stored[1]), copy=False)[0])
-        _remember(key_id, marker.token, vms)
-    return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=marker.unreadable)
+        # Stored as Fluence's own JSON: cheaper to write and read than pickled objects, and parsed once
+        # per process and refresh, by the adapter of the generation that fetched it.
+        answer = dataclasses.replace(ADAPTERS[marker.generation].read_cached(stored[1]), body=b"")
+        _remember(key_id, marker.token, answer)
+    return FetchedList(answer=answer, fetched_at=marker.fetched_at)
 
 
 def _cached(key_id: int) -> FetchedList | None:
@@ -180,21 +192,19 @@ def _last_good(key_id: int) -> FetchedList | None:
     return _load(key_id, cache.get(_last_good_key(key_id)))
 
 
-def _store(
-    key_id: int, vms: tuple[Vm, ...], body: bytes | None = None, unreadable: tuple[str, ...] = ()
-) -> FetchedList:
-    """Share a fresh list: `body` is Fluence's own JSON of it when one answer held it all."""
-    marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), unreadable=unreadable)
-    payload = body if body is not None else json.dumps([vm.raw for vm in vms], separators=(",", ":")).encode()
+def _store(key_id: int, answer: ListAnswer, generation: str) -> FetchedList:
+    """Share a fresh list, as the JSON its adapter reads back."""
+    marker = _Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), generation=generation)
     # The data and the last-good marker in one write, then the fresh marker: no marker ever names data that
     # is not there yet. The fresh one expires in the cache itself, so that the instances' clocks never
     # decide what is fresh.
     cache.set_many(
-        {_data_key(key_id): (marker.token, payload), _last_good_key(key_id): marker}, LAST_GOOD_SECONDS
+        {_data_key(key_id): (marker.token, answer.body), _last_good_key(key_id): marker}, LAST_GOOD_SECONDS
     )
     cache.set(_fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
-    _remember(key_id, marker.token, vms)
-    return FetchedList(vms=vms, fetched_at=marker.fetched_at, unreadable=unreadable)
+    answer = dataclasses.replace(answer, body=b"")
+    _remember(key_id, marker.token, answer)
+    return FetchedList(answer=answer, fetched_at=marker.fetched_at)
 
 
 def _problem_of(error: FluenceError) -> tuple[str, str]:
@@ -264,42 +274,78 @@ def _fetch_through(gate: resilience.Gate, account: Account, secret: str, generat
 
 
 def _result_of(account: Account, fetched: FetchedList) -> AccountResult:
+    answer = fetched.answer
     return AccountResult(
-        account=account, vms=fetched.vms, fetched_at=fetched.fetched_at, unreadable=fetched.unreadable
+        account=account,
+        vms=answer.vms,
+        fetched_at=fetched.fetched_at,
+        unreadable=answer.unreadable,
+        notes=answer.notes,
+        balance=answer.balance,
     )
+
+
+REPROBE_SECONDS = 600
 
 
 def _call_upstream(account: Account, secret: str, generation: str, gate: resilience.Gate) -> AccountResult:
     client = FluenceClient(base_url=account.base_url, api_key=secret, generation=generation)
     try:
-        vms, body = client.list_vms_with_body()
+        answer = client.list_answer()
+    except NotFound as error:
+        switched = _reprobe(account, secret, generation)
+        if switched is None:
+            return _failed(account, error)
+        result = _call_upstream(account, secret, switched, gate)
+        return dataclasses.replace(result, switched_to=switched)
     except FluenceError as error:
-        kind, message = _problem_of(error)
-        logger.warning("listing VMs failed for key %s (…%s): %s", account.key_id, account.fingerprint, kind)
-        if isinstance(error, RateLimited):
-            resilience.cooldown_start(key_id=account.key_id, retry_after=error.retry_after)
-        elif isinstance(error, Unavailable):
-            # Only outages count against the API's circuit: a refused key or one account's unreadable
-            # answer says nothing about Fluence's health for the other keys.
-            resilience.circuit_record_failure(account.base_url)
-        # Remember the failure for one refresh interval, like a success: N people watching a failing key
-        # cause one call per interval, not one per page.
-        cache.set(_problem_key(account.key_id), (kind, message), settings.FLUENCE_CACHE_SECONDS)
-        return _fallback(account, kind, message)
+        return _failed(account, error)
     gate.record_success()
-    return _result_of(account, _store(account.key_id, tuple(vms), body, tuple(client.unreadable)))
+    return _result_of(account, _store(account.key_id, answer, generation))
+
+
+def _reprobe(account: Account, secret: str, generation: str) -> str | None:
+    """The key's list path answered 404: Fluence may have retired it. Probe the generations once per key
+    and REPROBE_SECONDS across every process; the generation that answers instead, if any."""
+    if not cache.add(f"fluence:reprobe:{account.key_id}", 1, REPROBE_SECONDS):
+        return None
+    try:
+        found = detect_generation(base_url=account.base_url, api_key=secret)
+    except FluenceError:
+        return None
+    if found.generation == generation:
+        return None
+    logger.warning(
+        "key %s (…%s) now answers on another Fluence API: %s -> %s",
+        account.key_id,
+        account.fingerprint,
+        generation,
+        found.generation,
+    )
+    return found.generation
+
+
+def _failed(account: Account, error: FluenceError) -> AccountResult:
+    kind, message = _problem_of(error)
+    logger.warning("listing VMs failed for key %s (…%s): %s", account.key_id, account.fingerprint, kind)
+    if isinstance(error, RateLimited):
+        resilience.cooldown_start(key_id=account.key_id, retry_after=error.retry_after)
+    elif isinstance(error, Unavailable):
+        # Only outages count against the API's circuit: a refused key or one account's unreadable
+        # answer says nothing about Fluence's health for the other keys.
+        resilience.circuit_record_failure(account.base_url)
+    # Remember the failure for one refresh interval, like a success: N people watching a failing key
+    # cause one call per interval, not one per page.
+    cache.set(_problem_key(account.key_id), (kind, message), settings.FLUENCE_CACHE_SECONDS)
+    return _fallback(account, kind, message)
 
 
 def _fallback(account: Account, kind: str, message: str) -> AccountResult:
     """The last good data of this key, if any, with what went wrong."""
     last = _last_good(account.key_id)
-    return AccountResult(
-        account=account,
-        vms=last.vms if last else (),
-        fetched_at=last.fetched_at if last else None,
-        problem=message,
-        problem_kind=kind,
-    )
+    if last is None:
+        return AccountResult(account=account, vms=(), fetched_at=None, problem=message, problem_kind=kind)
+    return dataclasses.replace(_result_of(account, last), problem=message, problem_kind=kind)
 
 
 def vms_for_user(*, user) -> VmListing:
@@ -315,8 +361,12 @@ class VmLookup:
     api_key: ApiKey
 
 
-def vm_for_user(*, user, key_id: int, vm_id: str) -> VmLookup | None:
-    """One VM under one key, or None when the person may not see that key (a 404, whatever exists)."""
+def vm_for_user(*, user, key_id: int, vm_id: str, fresh: bool = False) -> VmLookup | None:
+    """One VM under one key, or None when the person may not see that key (a 404, whatever exists).
+
+    `fresh`: where the key's API can answer for one VM (today's API), ask it rather than the list, for a
+    page that shows every field; a 404 there means the VM is gone.
+    """
     api_key = apikey_for_user(user=user, key_id=key_id)
     if api_key is None:
         return None
@@ -324,9 +374,31 @@ def vm_for_user(*, user, key_id: int, vm_id: str) -> VmLookup | None:
     result = listing.accounts[0]
     wanted = vm_id.lower()
     row = next((row for row in listing.rows if row.vm.key == wanted), None)
-    return VmLookup(
-        result=result, vm=row.vm if row else None, deleting=bool(row and row.deleting), api_key=api_key
-    )
+    vm = row.vm if row else None
+    generation = result.account.generation
+    if fresh and ADAPTERS[generation].can_get_vm and result.problem_kind not in ("decrypt", "not_allowed"):
+        vm = _fresh_vm(api_key, generation, vm_id, fallback=vm)
+    return VmLookup(result=result, vm=vm, deleting=bool(row and row.deleting), api_key=api_key)
+
+
+def _fresh_vm(api_key: ApiKey, generation: str, vm_id: str, *, fallback: Vm | None) -> Vm | None:
+    """The VM as Fluence answers for it alone, shared for one refresh interval; the list's copy when that
+    call fails for any other reason than the VM being gone."""
+    cache_key = f"fluence:vm:{api_key.pk}:{vm_id.lower()}"
+    found = cache.get(cache_key)
+    if found is not None:
+        return found or None  # False: Fluence said it is gone
+    client = FluenceClient(base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=generation)
+    try:
+        vm = client.get_vm(vm_id)
+    except NotFound:
+        cache.set(cache_key, False, settings.FLUENCE_CACHE_SECONDS)
+        return None
+    except (FluenceError, ValueError) as error:
+        logger.warning("reading VM %s of key %s failed: %s", vm_id, api_key.pk, type(error).__name__)
+        return fallback
+    cache.set(cache_key, vm, settings.FLUENCE_CACHE_SECONDS)
+    return vm
 
 
 def _fetch_all(jobs: list[tuple[Account, str, str]]) -> list[AccountResult]:
@@ -374,7 +446,7 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
             )
             continue
         jobs.append((account, secret, api_key.generation))
-    results.extend(_fetch_all(jobs))
+    results.extend(_switch_generations(_fetch_all(jobs)))
     results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
     rows = tuple(
         VmRow(vm=vm, account=result.account, deleting=vm.key in result.deleting)
@@ -382,6 +454,25 @@ def _listing_of(api_keys: list[ApiKey]) -> VmListing:
         for vm in result.vms
     )
     return VmListing(accounts=tuple(results), rows=rows)
+
+
+def _switch_generations(results: list[AccountResult]) -> list[AccountResult]:
+    """Keys whose API path Fluence retired answered on another generation: remember it (once, whoever
+    notices first), so that every later request asks the right path and the keys page can say so."""
+    switched = []
+    for result in results:
+        if result.switched_to is None:
+            switched.append(result)
+            continue
+        account = result.account
+        ApiKey.objects.filter(pk=account.key_id, generation=account.generation).update(
+            generation=result.switched_to,
+            previous_generation=account.generation,
+            generation_changed_at=timezone.now(),
+        )
+        account = dataclasses.replace(account, generation=result.switched_to)
+        switched.append(dataclasses.replace(result, account=account))
+    return switched
 
 
 def forget_cached_vms(*, key_id: int) -> None:
@@ -402,6 +493,7 @@ def vm_mark_deleting(*, key_id: int, vm_id: str) -> None:
     pending = dict(cache.get(marker) or {})
     pending[vm_id.lower()] = timezone.now().timestamp()
     cache.set(marker, pending, DELETING_SECONDS)
+    cache.delete(f"fluence:vm:{key_id}:{vm_id.lower()}")
     forget_cached_vms(key_id=key_id)
 
 

@@ -16,8 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from vms import resilience, selectors
-from vms.fluence.client import FluenceClient
-from vms.fluence.errors import AuthError, FluenceError, RateLimited, Unavailable
+from vms.fluence.client import GENERATION_LABELS, GENERATIONS, Detection, FluenceClient, detect_generation
+from vms.fluence.errors import AuthError, FluenceError, NotFound, RateLimited, Unavailable
 from vms.fluence.models import Vm
 from vms.models import ApiKey, DeletionEvent, KeyShare
 
@@ -55,29 +55,59 @@ def clean_base_url(base_url: str) -> str:
     return base_url
 
 
-def apikey_verify(*, secret: str, base_url: str, generation: str = "baseline") -> int:
-    """Try a key with one list call; return how many VMs it sees, or raise ValidationError."""
-    client = FluenceClient(base_url=base_url, api_key=secret, generation=generation)
+AUTO = "auto"
+GENERATION_CHOICES = (AUTO, *GENERATIONS)
+
+
+def clean_generation(generation: str) -> str:
+    if generation not in GENERATION_CHOICES:
+        raise ValidationError(
+            {"generation": f"Choose one of {', '.join(GENERATION_CHOICES)} (auto asks Fluence)."}
+        )
+    return generation
+
+
+def apikey_verify(*, secret: str, base_url: str, generation: str = AUTO) -> Detection:
+    """Which API generation answers the key (probed, unless forced) and how many VMs it sees; a refused or
+    unanswered key is a ValidationError, and nothing is stored."""
     try:
-        vms = client.list_vms()
+        if generation == AUTO:
+            return detect_generation(base_url=base_url, api_key=secret)
+        client = FluenceClient(base_url=base_url, api_key=secret, generation=generation)
+        return Detection(generation=generation, vm_count=client.probe())
     except AuthError as exc:
         detail = f": {exc.upstream_message}" if exc.upstream_message else ""
         raise ValidationError(
             {"secret": f"Fluence refused this key{detail}. Check it and paste it again."}
         ) from None
+    except NotFound:
+        forced = "" if generation == AUTO else f" as the {GENERATION_LABELS[generation]}"
+        raise ValidationError(
+            f"Fluence does not answer this key{forced} at {base_url} (HTTP 404 on every API path the portal "
+            "knows). Check the API address. The key was not saved."
+        ) from None
     except FluenceError as exc:
         raise ValidationError(f"{exc.user_message} The key was not saved; try again later.") from None
-    return len(vms)
 
 
-def apikey_create(*, owner, label: str, secret: str, base_url: str, verify: bool = True) -> ApiKey:
+def apikey_create(
+    *, owner, label: str, secret: str, base_url: str, generation: str = AUTO, verify: bool = True
+) -> ApiKey:
+    """Store a key after trying it. Its API generation is found by probing (`auto`) unless forced; a key
+    stored without trying (`verify=False`) and without a generation starts on the baseline, and is
+    switched by the list's re-probe if Fluence answers it elsewhere."""
     label = clean_label(label)
     secret = clean_secret(secret)
     base_url = clean_base_url(base_url)
+    generation = clean_generation(generation)
     if ApiKey.objects.filter(owner=owner, label=label).exists():
         raise ValidationError({"label": "You already have a key with this label."})
     if verify:
-        apikey_verify(secret=secret, base_url=base_url)
+        generation = apikey_verify(secret=secret, base_url=base_url, generation=generation).generation
+    elif generation == AUTO:
+        # Nothing was asked: the first contract until the key's first list shows otherwise (a 404 there
+        # makes the list probe the generations and switch the key).
+        generation = "baseline"
     try:
         with transaction.atomic():
             api_key = ApiKey.objects.create(
@@ -86,13 +116,19 @@ def apikey_create(*, owner, label: str, secret: str, base_url: str, verify: bool
                 secret=secret,
                 fingerprint=secret[-4:],
                 base_url=base_url,
+                generation=generation,
                 last_used_at=timezone.now() if verify else None,
             )
     except IntegrityError:
         # The same label was saved meanwhile (a double submit while the key was being tried).
         raise ValidationError({"label": "You already have a key with this label."}) from None
     logger.info(
-        "api key added: id=%s owner=%s label=%r fingerprint=…%s", api_key.pk, owner, label, secret[-4:]
+        "api key added: id=%s owner=%s label=%r fingerprint=…%s generation=%s",
+        api_key.pk,
+        owner,
+        label,
+        secret[-4:],
+        generation,
     )
     return api_key
 
@@ -213,6 +249,11 @@ def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
     )
     if not client.adapter.is_valid_id(vm.id):
         raise DeletionRefused("This VM's id is not one this account's API can delete. Nothing was sent.")
+    if not vm.can_terminate:
+        raise DeletionRefused(
+            f"Fluence does not allow deleting this VM while it is {vm.status.label.lower()}. "
+            "Nothing was sent."
+        )
     waiting = resilience.cooldown_remaining(key_id=api_key.pk)
     if waiting:
         raise DeletionRefused(

@@ -54,8 +54,11 @@ class RemoteSandbox:
         response.raise_for_status()
         return response.json()
 
-    def configure_account(self, key, *, vm_count=12, include_example=False):
-        return self._post("accounts", {"key": key, "vm_count": vm_count, "include_example": include_example})
+    def configure_account(self, key, *, vm_count=12, include_example=False, **options):
+        """`options` as the control API takes them (generation, page_base, max_per_page, …)."""
+        return self._post(
+            "accounts", {"key": key, "vm_count": vm_count, "include_example": include_example, **options}
+        )
 
     def set_faults(self, **fields):
         return self._post("faults", fields)

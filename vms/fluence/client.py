@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
@@ -22,20 +26,43 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnection
 from .errors import (
     AuthError,
     BadResponse,
+    Conflict,
     FluenceError,
+    InsufficientBalance,
+    NotAcceptable,
     NotFound,
     RateLimited,
+    ReadOnlyKey,
     Unavailable,
     UpstreamTimeout,
     clean_upstream_text,
 )
-from .models import HEX_VM_ID_RE, Vm, cyclic_gc_paused, parse_vm_list_lenient
+from .models import (
+    HEX_VM_ID_RE,
+    UUID_VM_ID_RE,
+    Balance,
+    Vm,
+    cyclic_gc_paused,
+    datacenters_of,
+    parse_balance,
+    parse_locations,
+    parse_vm,
+    parse_vm_list_lenient,
+)
 
 logger = logging.getLogger("vms.fluence")
 
 USER_AGENT = "fluence-portal/0.1"
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
-AUTH_STATUSES = frozenset({400, 401, 403})
+ERRORS_BY_STATUS: dict[int, type[FluenceError]] = {406: NotAcceptable, 409: Conflict}
+ERRORS_BY_CODE: dict[str, type[FluenceError]] = {
+    "unauthorized": AuthError,
+    "forbidden": AuthError,
+    "not_found": NotFound,
+    "not_acceptable": NotAcceptable,
+    "conflict": Conflict,
+    "insufficient_balance": InsufficientBalance,
+}
 POOL_CONNECTIONS = 10
 POOL_MAXSIZE = 20
 
@@ -55,29 +82,50 @@ class ApiRequest:
         return self.method in ("GET", "HEAD")
 
 
-Send = Callable[[ApiRequest], object]
-"""Performs one request and returns the decoded JSON body (None when the body is empty)."""
+@dataclass(frozen=True, slots=True)
+class ListAnswer:
+    """One key's VMs as Fluence listed them, and the JSON a cache keeps to read the same answer again
+    (`adapter.read_cached(body)`) without asking Fluence."""
+
+    vms: tuple[Vm, ...]
+    unreadable: tuple[str, ...] = ()  # items that are no VM at all (no usable id), and why
+    notes: tuple[str, ...] = ()  # what a person should know about the list (e.g. it was cut)
+    balance: Balance | None = None
+    body: bytes = b""
 
 
 # --- adapters: what differs between API generations -----------------------------------------------------
 
 
 class ApiAdapter:
-    """One API generation. An adapter drives its own requests through `send`, so that a paginated
-    generation can make several calls for one `list_vms` without the client or its callers changing."""
+    """One API generation. An adapter drives its own requests through the client's `send`, so that a
+    paginated generation can make several calls for one list without the client or its callers changing."""
 
     name: ClassVar[str]
-    # True when a list is one answer whose JSON body is the array of VMs itself.
-    single_answer_list: ClassVar[bool] = False
+    label: ClassVar[str]  # in words, for people
+    auth_statuses: ClassVar[frozenset[int]] = frozenset({400, 401, 403})
+    can_get_vm: ClassVar[bool] = False  # a single VM can be asked for (else it is found in the list)
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        raise NotImplementedError
 
     def is_valid_id(self, vm_id: str) -> bool:
         raise NotImplementedError
 
-    def list_vms(self, send: Send) -> tuple[list[Vm], list[str]]:
-        """The readable VMs, and why each unreadable item of the answer could not be read."""
+    def probe(self, client: FluenceClient) -> int:
+        """One cheap list call that answers only if the key speaks this generation: how many VMs it has."""
         raise NotImplementedError
 
-    def delete_vm(self, send: Send, vm_id: str) -> None:
+    def list_answer(self, client: FluenceClient) -> ListAnswer:
+        raise NotImplementedError
+
+    def read_cached(self, body: bytes) -> ListAnswer:
+        raise NotImplementedError
+
+    def get_vm(self, client: FluenceClient, vm_id: str) -> Vm:
+        raise NotImplementedError
+
+    def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         raise NotImplementedError
 
 
@@ -85,34 +133,252 @@ class BaselineAdapter(ApiAdapter):
     """The baseline contract: `GET /vms/v2` (a plain array), `DELETE /vms/v3` with `{"vmId": id}`."""
 
     name = "baseline"
-    single_answer_list = True
+    label = "2025 draft API (v2)"
     list_path = "/vms/v2"
     delete_path = "/vms/v3"
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        # The 2025 docs moved from Bearer to X-API-KEY; Fluence's own Terraform provider sent both.
+        return {"X-API-KEY": api_key, "Authorization": f"Bearer {api_key}"}
 
     def is_valid_id(self, vm_id: str) -> bool:
         return isinstance(vm_id, str) and HEX_VM_ID_RE.match(vm_id) is not None
 
-    def list_vms(self, send: Send) -> tuple[list[Vm], list[str]]:
-        return parse_vm_list_lenient(send(ApiRequest("GET", self.list_path)), copy=False)
+    def probe(self, client: FluenceClient) -> int:
+        return len(self.list_answer(client).vms)
 
-    def delete_body(self, vm_id: str) -> dict[str, object]:
-        return {"vmId": vm_id}
+    def list_answer(self, client: FluenceClient) -> ListAnswer:
+        data, body = client.send(ApiRequest("GET", self.list_path), with_body=True)
+        return self._answer(data, body)
 
-    def delete_vm(self, send: Send, vm_id: str) -> None:
-        send(ApiRequest("DELETE", self.delete_path, json=self.delete_body(vm_id)))
+    def read_cached(self, body: bytes) -> ListAnswer:
+        return self._answer(json.loads(body), body)
+
+    def _answer(self, data: object, body: bytes) -> ListAnswer:
+        vms, unreadable = parse_vm_list_lenient(data, copy=False, generation=self.name)
+        return ListAnswer(vms=tuple(vms), unreadable=tuple(unreadable), body=body)
+
+    def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
+        # The first draft deletes one VM per call.
+        for vm_id in vm_ids:
+            client.send(ApiRequest("DELETE", self.delete_path, json={"vmId": vm_id}))
 
 
-class V3Adapter(BaselineAdapter):
+class GenerationAAdapter(BaselineAdapter):
     """Generation A: `GET /vms/v3` (a plain array), `DELETE /vms/v3` with `{"vmIds": [id, …]}`."""
 
-    name = "v3"
+    name = "a"
+    label = "2025 API (v3)"
     list_path = "/vms/v3"
 
-    def delete_body(self, vm_id: str) -> dict[str, object]:
-        return {"vmIds": [vm_id]}
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"X-API-KEY": api_key}
+
+    def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
+        # One call deletes them all: Fluence accepts or refuses the batch as a whole.
+        client.send(ApiRequest("DELETE", self.delete_path, json={"vmIds": list(vm_ids)}))
 
 
-ADAPTERS: dict[str, ApiAdapter] = {adapter.name: adapter for adapter in (BaselineAdapter(), V3Adapter())}
+# Today's API pages its list; the pages after the first are asked for together, so a large account costs
+# about two round trips, bounded per process.
+PER_PAGE = 100
+MAX_PAGES = 200
+PAGE_CONCURRENCY = 50
+LOCATIONS_SECONDS = 3600
+LOCATIONS_RETRY_SECONDS = 60
+_EXPAND = {"expand[0]": "publicIp", "expand[1]": "bootDisk"}
+_page_pool = ThreadPoolExecutor(max_workers=PAGE_CONCURRENCY, thread_name_prefix="fluence-page")
+
+
+def _in_pool(function, *args):
+    """Run on the page pool, logging under the caller's request id."""
+    return _page_pool.submit(contextvars.copy_context().run, function, *args)
+
+
+def _pagination(answer: object) -> tuple[list, dict]:
+    if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
+        raise BadResponse("the VM list is not a page of items")
+    pagination = answer.get("pagination")
+    if not isinstance(pagination, dict):
+        raise BadResponse("the VM list has no pagination")
+    for name in ("currentPage", "perPage", "totalPages"):
+        value = pagination.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BadResponse(f"the VM list's pagination has no usable {name}")
+    return answer["items"], pagination
+
+
+def _merged_items(pages: list) -> tuple[list, list[str]]:
+    """Every VM object of the pages once, in page order, up to the first empty page."""
+    items, seen, duplicates = [], set(), 0
+    for page in pages:
+        page_items, _ = _pagination(page)
+        if not page_items:
+            break
+        for item in page_items:
+            vm_id = item.get("id") if isinstance(item, dict) else None
+            ident = vm_id.lower() if isinstance(vm_id, str) else None
+            if ident is not None and ident in seen:
+                duplicates += 1
+                continue
+            if ident is not None:
+                seen.add(ident)
+            items.append(item)
+    notes = [f"Fluence listed {duplicates} VM{'s' * (duplicates != 1)} twice; each is shown once."] * bool(
+        duplicates
+    )
+    return items, notes
+
+
+class GenerationBAdapter(ApiAdapter):
+    """Today's API: `GET /v2/vms` in pages, `POST /v2/vms/{id}/terminate`, UUID ids, USD billed per second."""
+
+    name = "b"
+    label = "current API"
+    auth_statuses = frozenset({401, 403})
+    can_get_vm = True
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        # What Fluence's own Terraform provider sends. Never `Bearer`: today's API reads that as a JWT.
+        return {"X-API-KEY": api_key, "Authorization": f"X-API-KEY {api_key}"}
+
+    def is_valid_id(self, vm_id: str) -> bool:
+        return isinstance(vm_id, str) and UUID_VM_ID_RE.match(vm_id) is not None
+
+    def probe(self, client: FluenceClient) -> int:
+        answer = client.send(ApiRequest("GET", "/v2/vms", params={"perPage": "1"}))
+        items, pagination = _pagination(answer)
+        total = pagination.get("totalRecords")
+        return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else len(items)
+
+    def list_answer(self, client: FluenceClient) -> ListAnswer:
+        # Where the VMs run and the balance are asked for while the first page is on its way.
+        extras = [_in_pool(self._locations, client), _in_pool(self._balance, client)]
+        pages: list[Future] = []
+        try:
+            first, first_body = client.send(
+                ApiRequest("GET", "/v2/vms", params=self._page_query()), with_body=True
+            )
+            _, pagination = _pagination(first)
+            # Whether pages count from 0 or 1 is not documented: the first answer says which. The page size
+            # is the one the server granted.
+            base, per_page, total_pages = (
+                pagination["currentPage"],
+                pagination["perPage"] or PER_PAGE,
+                pagination["totalPages"],
+            )
+            notes = []
+            if total_pages > MAX_PAGES:
+                notes.append(
+                    f"Fluence lists this account's VMs on {total_pages:,} pages; the portal reads the first "
+                    f"{MAX_PAGES} ({MAX_PAGES * per_page:,} VMs)."
+                )
+            pages = [
+                _in_pool(
+                    client.send, ApiRequest("GET", "/v2/vms", params=self._page_query(page, per_page)), True
+                )
+                for page in range(base + 1, base + min(total_pages, MAX_PAGES))
+            ]
+            # Any page failing fails the whole list: a silently partial account hides VMs that cost money.
+            bodies = [first_body, *(future.result()[1] for future in pages)]
+            located, balance = (future.result() for future in extras)
+        finally:
+            # Nothing this call started outlives it, even when it fails.
+            wait([*extras, *pages])
+        body = b"".join(
+            (
+                b'{"pages":[',
+                b",".join(bodies),
+                b'],"locations":',
+                json.dumps(located).encode(),
+                b',"balance":',
+                json.dumps(balance).encode(),
+                b',"notes":',
+                json.dumps(notes).encode(),
+                b"}",
+            )
+        )
+        return self.read_cached(body)
+
+    @staticmethod
+    def _page_query(page: int | None = None, per_page: int = PER_PAGE) -> dict[str, str]:
+        first = {} if page is None else {"page": str(page)}
+        return {**first, "perPage": str(per_page), **_EXPAND}
+
+    def read_cached(self, body: bytes) -> ListAnswer:
+        stored = json.loads(body)
+        items, notes = _merged_items(stored["pages"])
+        vms, unreadable = (
+            parse_vm_list_lenient(
+                items, copy=False, generation=self.name, locations=datacenters_of(stored["locations"] or {})
+            )
+            if items
+            else ([], [])
+        )
+        try:
+            balance = parse_balance(stored["balance"]) if stored["balance"] is not None else None
+        except BadResponse:
+            balance = None
+        return ListAnswer(
+            vms=tuple(vms),
+            unreadable=tuple(unreadable),
+            notes=tuple(stored["notes"] + notes),
+            balance=balance,
+            body=body,
+        )
+
+    def _locations(self, client: FluenceClient) -> dict:
+        """Cluster id -> datacenter object, shared by every key of this API address for an hour. A failure
+        never fails the list: the VMs then show no location."""
+        key = "fluence:locations:" + hashlib.sha256(client.base_url.encode()).hexdigest()[:32]
+        located = cache.get(key)
+        if located is not None:
+            return located
+        try:
+            clusters = client.send(ApiRequest("GET", "/v1/clusters"))
+            datacenters = client.send(ApiRequest("GET", "/v1/datacenters"))
+            located = parse_locations(clusters, datacenters)
+        except FluenceError as error:
+            logger.warning("reading Fluence's clusters and datacenters failed: %s", type(error).__name__)
+            cache.set(key, {}, LOCATIONS_RETRY_SECONDS)
+            return {}
+        cache.set(key, located, LOCATIONS_SECONDS)
+        return located
+
+    def _balance(self, client: FluenceClient) -> object:
+        """The balances answer as Fluence sent it (read later with the list), or None on any failure."""
+        try:
+            answer = client.send(ApiRequest("GET", "/v2/users/balances"))
+            parse_balance(answer)
+        except FluenceError as error:
+            logger.warning("reading the account's balance failed: %s", type(error).__name__)
+            return None
+        return answer
+
+    def get_vm(self, client: FluenceClient, vm_id: str) -> Vm:
+        answer = client.send(ApiRequest("GET", f"/v2/vms/{vm_id}", params=dict(_EXPAND)))
+        return parse_vm(answer, generation=self.name, locations=datacenters_of(self._locations(client)))
+
+    def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
+        # One call per VM, no body; a key without the vms:write scope is told so in words.
+        for vm_id in vm_ids:
+            try:
+                client.send(ApiRequest("POST", f"/v2/vms/{vm_id}/terminate"))
+            except AuthError as error:
+                if error.status == 403:
+                    raise ReadOnlyKey(
+                        status=error.status,
+                        upstream_message=error.upstream_message,
+                        upstream_code=error.upstream_code,
+                    ) from None
+                raise
+
+
+ADAPTERS: dict[str, ApiAdapter] = {
+    adapter.name: adapter for adapter in (GenerationBAdapter(), GenerationAAdapter(), BaselineAdapter())
+}
+GENERATIONS = tuple(ADAPTERS)  # the order in which a new key is probed: today's API first
+GENERATION_LABELS = {name: adapter.label for name, adapter in ADAPTERS.items()}
 
 
 # --- one pooled session per thread -----------------------------------------------------------------------
@@ -146,15 +412,14 @@ def _session() -> requests.Session:
 
 
 class _KeyAuth(AuthBase):
-    """Puts the key in both headers Fluence has documented. Passing an auth object also stops requests
+    """Puts the key in the headers its API generation reads. Passing an auth object also stops requests
     from replacing the header with ~/.netrc credentials. Its repr never shows the key."""
 
-    def __init__(self, api_key: str) -> None:
-        self._api_key = api_key
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["X-API-KEY"] = self._api_key
-        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        request.headers.update(self._headers)
         return request
 
     def __repr__(self) -> str:
@@ -216,12 +481,11 @@ class FluenceClient:
         self.generation = generation
         self.adapter = ADAPTERS[generation]
         self._api_key = api_key.strip()
-        self._auth = _KeyAuth(self._api_key)
+        self._auth = _KeyAuth(self.adapter.auth_headers(self._api_key))
         self.connect_timeout = (
             settings.FLUENCE_CONNECT_TIMEOUT if connect_timeout is None else float(connect_timeout)
         )
         self.read_timeout = settings.FLUENCE_READ_TIMEOUT if read_timeout is None else float(read_timeout)
-        self._bodies: list[bytes] | None = None  # collected only during list_vms_with_body()
         self.unreadable: list[str] = []  # why items of the last list answer could not be read
 
     def __repr__(self) -> str:
@@ -232,32 +496,50 @@ class FluenceClient:
 
     # public operations
 
-    def list_vms(self) -> list[Vm]:
+    def list_answer(self) -> ListAnswer:
+        """Every VM of the key (all pages), with the JSON a cache keeps to read it again."""
         try:
             # Decoding and parsing a list allocate many small, acyclic objects: see cyclic_gc_paused.
             with cyclic_gc_paused():
-                vms, self.unreadable = self.adapter.list_vms(self._send)
-                return vms
+                answer = self.adapter.list_answer(self)
+        except BadResponse as exc:
+            raise self._redacted(exc) from None
+        self.unreadable = list(answer.unreadable)
+        return answer
+
+    def list_vms(self) -> list[Vm]:
+        return list(self.list_answer().vms)
+
+    def probe(self) -> int:
+        """How many VMs the key sees, in one cheap call that fails unless the key speaks this generation."""
+        try:
+            return self.adapter.probe(self)
         except BadResponse as exc:
             raise self._redacted(exc) from None
 
-    def list_vms_with_body(self) -> tuple[list[Vm], bytes | None]:
-        """The VMs, and the JSON body they came from when one answer held the whole list (the baseline
-        and generation A): a cache can keep those bytes as they are instead of serialising the VMs again."""
-        self._bodies = []
-        vms = self.list_vms()
-        bodies, self._bodies = self._bodies, None
-        return vms, bodies[0] if len(bodies) == 1 and self.adapter.single_answer_list else None
+    def get_vm(self, vm_id: str) -> Vm:
+        """One VM, asked for by id (only where the generation can: see `adapter.can_get_vm`)."""
+        if not self.adapter.is_valid_id(vm_id):
+            raise ValueError("malformed VM id")
+        try:
+            return self.adapter.get_vm(self, vm_id)
+        except BadResponse as exc:
+            raise self._redacted(exc) from None
 
     def delete_vm(self, vm_id: str) -> None:
         """Ask Fluence to delete one VM. Never retried: a repeat could act twice or hide the outcome."""
-        if not self.adapter.is_valid_id(vm_id):
+        self.delete_vms([vm_id])
+
+    def delete_vms(self, vm_ids: list[str]) -> None:
+        """Ask Fluence to delete these VMs: in one call where the generation can (A), else one by one."""
+        if not vm_ids or not all(self.adapter.is_valid_id(vm_id) for vm_id in vm_ids):
             raise ValueError("malformed VM id")
-        self.adapter.delete_vm(self._send, vm_id)
+        self.adapter.delete_vms(self, vm_ids)
 
     # transport
 
-    def _send(self, request: ApiRequest) -> object:
+    def send(self, request: ApiRequest, with_body: bool = False):
+        """Perform one request: its decoded JSON (None for an empty body), with the raw body if asked."""
         # Only idempotent requests are retried, once, without sleeping, and only when the first attempt
         # surely changed nothing worth keeping: a connection failure or a gateway error (502/503/504).
         # A read timeout is not retried: it would double the wait of a page that is already slow.
@@ -273,9 +555,7 @@ class FluenceClient:
             if response.status_code in RETRYABLE_STATUSES and attempt < attempts:
                 continue
             decoded = self._decode(request, response)
-            if self._bodies is not None and request.method == "GET":
-                self._bodies.append(response.content)
-            return decoded
+            return (decoded, response.content) if with_body else decoded
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _perform(self, request: ApiRequest) -> requests.Response:
@@ -336,12 +616,16 @@ class FluenceClient:
                 return None  # a non-JSON success body of a DELETE changes nothing
         upstream_code, upstream_text = self._error_body(response)
         context = {"status": status, "upstream_message": upstream_text, "upstream_code": upstream_code}
-        if status in AUTH_STATUSES:
+        if status in self.adapter.auth_statuses:
             raise AuthError(**context)
         if status == 404:
             raise NotFound(**context)
         if status == 429:
             raise RateLimited(retry_after=parse_retry_after(response.headers.get("Retry-After")), **context)
+        # Today's API names its errors: `{"code": "not_acceptable", "error": "…"}`.
+        by_code = ERRORS_BY_CODE.get(upstream_code or "")
+        if status in ERRORS_BY_STATUS or by_code is not None:
+            raise (ERRORS_BY_STATUS.get(status) or by_code)(**context)
         if status >= 500:
             # The request did arrive; behind a gateway (502/504) it may even have been carried out.
             raise Unavailable(may_have_reached_server=True, **context)
@@ -371,3 +655,38 @@ class FluenceClient:
 
     def _redacted(self, exc: BadResponse) -> BadResponse:
         return BadResponse(self._redact(exc.detail), status=exc.status)
+
+
+# --- which generation a key speaks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    generation: str
+    vm_count: int
+
+
+def detect_generation(
+    *, base_url: str, api_key: str, read_timeout: float | None = None, order: tuple[str, ...] = GENERATIONS
+) -> Detection:
+    """Which API generation answers this key: each is probed in `order` (today's API first) and the first
+    that answers 2xx wins. A 401/403 on the first probe is a refused key (AuthError at once); a 404 moves
+    on to the next. A timeout or an outage moves on too, and is raised if no generation answers."""
+    first_failure: FluenceError | None = None
+    for position, generation in enumerate(order):
+        client = FluenceClient(
+            base_url=base_url, api_key=api_key, generation=generation, read_timeout=read_timeout
+        )
+        try:
+            return Detection(generation=generation, vm_count=client.probe())
+        except NotFound:
+            continue
+        except AuthError as error:
+            if position == 0:
+                raise
+            first_failure = first_failure or error
+        except FluenceError as error:
+            first_failure = first_failure or error
+    if first_failure is not None:
+        raise first_failure
+    raise NotFound("none of the Fluence API versions the portal knows answers at this address")

@@ -90,6 +90,17 @@ class AuthError(FluenceError):
         )
 
 
+class ReadOnlyKey(AuthError):
+    """Today's API answers 403 when a key without the `vms:write` scope asks for a change."""
+
+    def _summary(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"Fluence refused the change: this key is read-only{status}"
+
+    def _advice(self) -> str:
+        return "Deleting needs a key with the vms:write scope; create one in the Fluence console and add it."
+
+
 class NotFound(FluenceError):
     """The VM (or the API path) does not exist for this key."""
 
@@ -98,6 +109,39 @@ class NotFound(FluenceError):
 
     def _advice(self) -> str:
         return "The VM may already be gone; reload the list."
+
+
+class NotAcceptable(FluenceError):
+    """The VM does not accept this action in its current status (today's API: 406, `not_acceptable`)."""
+
+    def _summary(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"Fluence does not allow this in the VM's current status{status}"
+
+    def _advice(self) -> str:
+        return "Wait until the VM has finished changing state, then try again."
+
+
+class Conflict(FluenceError):
+    """The request conflicts with the state of the VM or the account (409, `conflict`)."""
+
+    def _summary(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"Fluence reports a conflict with the current state{status}"
+
+    def _advice(self) -> str:
+        return "Reload the list to see the VM's current state."
+
+
+class InsufficientBalance(FluenceError):
+    """The account's balance does not cover the request (`insufficient_balance`)."""
+
+    def _summary(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"The Fluence account's balance is too low for this{status}"
+
+    def _advice(self) -> str:
+        return "Top up the account in the Fluence console."
 
 
 class RateLimited(FluenceError):

@@ -25,6 +25,13 @@ class Command(BaseCommand):
         add.add_argument(
             "--no-verify", action="store_true", help="store without trying the key against Fluence"
         )
+        add.add_argument(
+            "--generation",
+            choices=services.GENERATION_CHOICES,
+            default=services.AUTO,
+            help="which Fluence API the key speaks: auto (ask Fluence, the default), b (current API), "
+            "a (2025 API, v3) or baseline (2025 draft API, v2)",
+        )
         listing = sub.add_parser("list", help="list keys (label, fingerprint, owner; never the secret)")
         listing.add_argument("--user", default=None)
         remove = sub.add_parser("remove", help="remove a key")
@@ -40,7 +47,7 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {username!r}.") from None
 
-    def _add(self, *, user, label, base_url, no_verify, **_):
+    def _add(self, *, user, label, base_url, no_verify, generation, **_):
         owner = self._user(user)
         if sys.stdin.isatty():
             self.stderr.write("Paste the API key and press Enter:")
@@ -50,11 +57,19 @@ class Command(BaseCommand):
         base_url = base_url or (settings.FLUENCE_API_URLS[0] if settings.FLUENCE_API_URLS else "")
         try:
             api_key = services.apikey_create(
-                owner=owner, label=label, secret=secret, base_url=base_url, verify=not no_verify
+                owner=owner,
+                label=label,
+                secret=secret,
+                base_url=base_url,
+                generation=generation,
+                verify=not no_verify,
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        self.stdout.write(f"Added key {api_key.pk}: {api_key.label} (…{api_key.fingerprint}) for {owner}")
+        self.stdout.write(
+            f"Added key {api_key.pk}: {api_key.label} (…{api_key.fingerprint}) for {owner}, "
+            f"speaking the {api_key.get_generation_display()}"
+        )
 
     def _list(self, *, user, **_):
         api_keys = ApiKey.objects.select_related("owner").order_by("owner__username", "label")
@@ -62,7 +77,8 @@ class Command(BaseCommand):
             api_keys = api_keys.filter(owner=self._user(user))
         for api_key in api_keys:
             self.stdout.write(
-                f"{api_key.pk}\t{api_key.owner.get_username()}\t{api_key.label}\t…{api_key.fingerprint}\t{api_key.base_url}"
+                f"{api_key.pk}\t{api_key.owner.get_username()}\t{api_key.label}\t…{api_key.fingerprint}"
+                f"\t{api_key.base_url}\t{api_key.generation}"
             )
 
     def _remove(self, *, user, label, **_):
