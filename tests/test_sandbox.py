@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ from vms.sandbox import DEMO_ACCOUNTS, DEMO_USERS, EXAMPLE_VM, SandboxServer, Sa
 
 PROD = "sbx_demo_alice_production"
 STAGING = "sbx_demo_alice_staging"
+CLOUD = "sbx_b_demo_alice_cloud"
 RESEARCH = "sbx_demo_bob_research"
 REVOKED = "sbx_demo_revoked_0001"
 
@@ -56,13 +58,26 @@ def delete(server, key, body=None, data=None):
 def test_demo_accounts_are_preloaded(server):
     counts = {key: len(get(server, key).json()) for key in (PROD, STAGING, RESEARCH)}
     assert counts == {PROD: 14, STAGING: 6, RESEARCH: 8}
-    assert set(DEMO_ACCOUNTS) == {PROD, STAGING, RESEARCH, REVOKED}
-    assert DEMO_USERS == {"alice": [PROD, STAGING], "bob": [RESEARCH]}
-    assert [DEMO_ACCOUNTS[k]["label"] for k in (PROD, STAGING, RESEARCH)] == [
+    cloud = requests.get(server.url + "/v2/vms", headers={"X-API-KEY": CLOUD}, timeout=TIMEOUT).json()
+    assert cloud["pagination"]["totalRecords"] == 9
+    assert set(DEMO_ACCOUNTS) == {PROD, STAGING, CLOUD, RESEARCH, REVOKED}
+    assert DEMO_USERS == {"alice": [PROD, STAGING, CLOUD], "bob": [RESEARCH]}
+    assert [DEMO_ACCOUNTS[k]["label"] for k in (PROD, STAGING, CLOUD, RESEARCH)] == [
         "Production",
         "Staging",
+        "Cloud",
         "Research",
     ]
+    generations = {key: spec["generation"] for key, spec in DEMO_ACCOUNTS.items()}
+    assert generations == {
+        PROD: "baseline",
+        STAGING: "a",
+        CLOUD: "b",
+        RESEARCH: "baseline",
+        REVOKED: "baseline",
+    }
+    assert get(server, PROD, path="/vms/v3").status_code == 404  # the baseline has no generation A list
+    assert get(server, STAGING, path="/vms/v3").status_code == 200
 
 
 def test_example_vm_is_verbatim_and_first_in_alice_production(server):
@@ -195,7 +210,8 @@ def test_unknown_path_and_wrong_method(server):
 
 
 def test_v3_list_is_generation_a_shape(server):
-    vms = get(server, PROD, path="/vms/v3").json()
+    server.state.configure_account("sbx_a_with_example", vm_count=14, include_example=True)
+    vms = get(server, "sbx_a_with_example", path="/vms/v3").json()
     example = vms[0]
     assert example["pricePerEpoch"] == "0.29816"
     assert example["reservedBalance"] == "0.35944" and example["totalSpent"] == "17.846"
@@ -203,7 +219,7 @@ def test_v3_list_is_generation_a_shape(server):
     assert example["status"] == "Active"
     ram = next(r for r in example["resources"] if r["type"] == "RAM")
     assert ram["supply"] == 4 and ram["units"] == "GiB" and "quantity" not in ram
-    assert [vm["id"] for vm in vms] == [vm["id"] for vm in get(server, PROD).json()]
+    assert [vm["id"] for vm in vms] == [vm["id"] for vm in get(server, "sbx_a_with_example").json()]
 
 
 # --- delete --------------------------------------------------------------------------------------
@@ -379,19 +395,19 @@ def test_request_counting(server):
     state = server.state
     get(server, STAGING)
     get(server, STAGING)
-    get(server, RESEARCH, path="/vms/v3")
+    get(server, STAGING, path="/vms/v3")
     delete(server, STAGING, {"vmId": "0x" + "00" * 20})
     requests.get(server.url + "/_sandbox/stats", timeout=TIMEOUT)
     requests.post(server.url + "/_sandbox/faults", json={}, timeout=TIMEOUT)
     assert state.request_count() == 4
     assert state.request_count(method="GET") == 3
     assert state.request_count(path="/vms/v2") == 2
-    assert state.request_count(key=STAGING) == 3
+    assert state.request_count(key=STAGING) == 4
     assert state.request_count(method="DELETE", path="/vms/v3", key=STAGING) == 1
     state.set_faults(drop=True)
     with pytest.raises(requests.ConnectionError):
         get(server, STAGING)
-    assert state.request_count(key=STAGING) == 4  # a dropped request was still received
+    assert state.request_count(key=STAGING) == 5  # a dropped request was still received
     state.reset_counts()
     assert state.request_count() == 0
 
@@ -408,19 +424,17 @@ def test_keys_are_never_logged(server, caplog):
 # --- scale ---------------------------------------------------------------------------------------
 
 
-def test_ten_thousand_vms_are_built_and_served_fast(server):
-    started = time.perf_counter()
+def test_ten_thousand_vms_are_built_served_and_served_again_from_cached_bytes(server, monkeypatch):
+    # How fast is `make bench`'s business (a timed test fails on a busy machine); this pins what is served.
     server.state.configure_account("sbx_bench_10k_vms", vm_count=10_000)
-    assert time.perf_counter() - started < 1.0
-    started = time.perf_counter()
     response = get(server, "sbx_bench_10k_vms")
     assert response.status_code == 200
-    assert time.perf_counter() - started < 1.0
     vms = response.json()
     assert len(vms) == 10_000 and len({vm["id"].lower() for vm in vms}) == 10_000
-    started = time.perf_counter()
-    assert get(server, "sbx_bench_10k_vms").status_code == 200  # served from the cached bytes
-    assert time.perf_counter() - started < 0.5
+    serialised = []
+    monkeypatch.setattr(json, "dumps", lambda *args, **kwargs: serialised.append(1) or "[]")
+    again = get(server, "sbx_bench_10k_vms")
+    assert again.status_code == 200 and again.content == response.content and not serialised
 
 
 # --- control API ---------------------------------------------------------------------------------

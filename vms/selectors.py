@@ -397,6 +397,14 @@ def _fresh_vm(api_key: ApiKey, generation: str, vm_id: str, *, fallback: Vm | No
     except (FluenceError, ValueError) as error:
         logger.warning("reading VM %s of key %s failed: %s", vm_id, api_key.pk, type(error).__name__)
         return fallback
+    if fallback is not None:
+        # Today's API sends the plan (configuration, vCPU, RAM) on list answers only.
+        vm = dataclasses.replace(
+            vm,
+            configuration_name=vm.configuration_name or fallback.configuration_name,
+            vcpu_count=fallback.vcpu_count if vm.vcpu_count is None else vm.vcpu_count,
+            ram_gb=fallback.ram_gb if vm.ram_gb is None else vm.ram_gb,
+        )
     cache.set(cache_key, vm, settings.FLUENCE_CACHE_SECONDS)
     return vm
 

@@ -82,7 +82,7 @@ _CERTS_SOC = ["SOC 2 Type II", "ISO/IEC 27001:2022"]
 _CERTS_TIER3 = ["ISO 9001:2015", "ISO/IEC 27001:2013"]
 
 # (countryCode, cityCode, cityIndex, tier, certifications)
-_DC_SPECS = [
+DC_SPECS = [
     ("FR", "PAR", 1, 4, _CERTS_FULL),
     ("FR", "PAR", 2, 3, _CERTS_TIER3),
     ("DE", "FRA", 1, 4, _CERTS_FULL),
@@ -109,7 +109,7 @@ def _dc(country: str, city: str, index: int, tier: int, certs: list[str]) -> dic
     }
 
 
-DATACENTERS: list[dict[str, Any]] = [_dc(*spec) for spec in _DC_SPECS]
+DATACENTERS: list[dict[str, Any]] = [_dc(*spec) for spec in DC_SPECS]
 
 # (details, metadata) of CPU families.
 _CPUS = [
@@ -148,7 +148,7 @@ OS_IMAGES = [
     "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
 ]
 
-_ROLES = [
+ROLES = [
     "api",
     "web",
     "db",
@@ -166,7 +166,7 @@ _ROLES = [
     "monitor",
     "etl",
 ]
-_ENVS = ["prod", "staging", "dev", "eu", "us", ""]
+ENVS = ["prod", "staging", "dev", "eu", "us", ""]
 _WEB_ROLES = frozenset({"api", "web", "gateway", "rpc", "monitor"})
 _GPU_ROLES = frozenset({"ml-trainer", "ml-infer"})
 _IP_FIRST = [154, 185, 45, 91, 203, 38, 62, 193]
@@ -189,6 +189,10 @@ class VmRecord:
     @property
     def id_lower(self) -> str:
         return str(self.data.get("id", "")).lower()
+
+    def event_times(self) -> tuple[float | None, ...]:
+        """When time will next change this VM (the state applies it lazily)."""
+        return (self.next_billing, self.activate_at, self.delete_at)
 
 
 # --- formatting ----------------------------------------------------------------------------------
@@ -291,7 +295,7 @@ def make_vm(
     VMs, and to a few minutes ago for pending ones.
     """
     if role is None:
-        role = rng.choice(_ROLES)
+        role = rng.choice(ROLES)
     vm_id = random_vm_id(rng)
     resources, price = _resources(rng, role)
     os_image = rng.choice(OS_IMAGES)
@@ -369,8 +373,8 @@ def generate_vms(seed: Any, count: int, *, now: float | None = None) -> list[VmR
     used: dict[tuple[str, str], int] = {}
     records = []
     for status in _statuses(rng, count):
-        role = rng.choice(_ROLES)
-        env = rng.choice(_ENVS)
+        role = rng.choice(ROLES)
+        env = rng.choice(ENVS)
         n = used.get((role, env), 0) + 1
         used[(role, env)] = n
         number = f"{n:02d}" if rng.random() < 0.3 else str(n)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 #: key -> spec. ``user`` and ``label`` describe who the key belongs to in the demo; the other fields
-#: are the arguments of ``SandboxState.configure_account``.
+#: are the arguments of ``SandboxState.configure_account``. Alice's keys speak all three generations of
+#: the Fluence API, so that the demo shows the portal reading each.
 DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
     "sbx_demo_alice_production": {
         "user": "alice",
@@ -16,6 +17,7 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
         "vm_count": 14,
         "include_example": True,
         "revoked": False,
+        "generation": "baseline",
     },
     "sbx_demo_alice_staging": {
         "user": "alice",
@@ -23,6 +25,15 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
         "vm_count": 6,
         "include_example": False,
         "revoked": False,
+        "generation": "a",
+    },
+    "sbx_b_demo_alice_cloud": {
+        "user": "alice",
+        "label": "Cloud",
+        "vm_count": 9,
+        "include_example": False,
+        "revoked": False,
+        "generation": "b",
     },
     "sbx_demo_bob_research": {
         "user": "bob",
@@ -30,6 +41,7 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
         "vm_count": 8,
         "include_example": False,
         "revoked": False,
+        "generation": "baseline",
     },
     "sbx_demo_revoked_0001": {
         "user": None,
@@ -37,19 +49,20 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
         "vm_count": 3,
         "include_example": False,
         "revoked": True,
+        "generation": "baseline",
     },
 }
 
 #: demo user name -> the keys that user owns (the revoked key belongs to nobody).
 DEMO_USERS: dict[str, list[str]] = {
-    "alice": ["sbx_demo_alice_production", "sbx_demo_alice_staging"],
+    "alice": ["sbx_demo_alice_production", "sbx_demo_alice_staging", "sbx_b_demo_alice_cloud"],
     "bob": ["sbx_demo_bob_research"],
 }
 
-#: key -> human label ("Production", "Staging", "Research", "Revoked").
+#: key -> human label ("Production", "Staging", "Cloud", "Research", "Revoked").
 DEMO_LABELS: dict[str, str] = {key: spec["label"] for key, spec in DEMO_ACCOUNTS.items()}
 
-CONFIGURE_FIELDS = ("vm_count", "include_example", "revoked")
+CONFIGURE_FIELDS = ("vm_count", "include_example", "revoked", "generation")
 
 
 def configure_kwargs(spec: dict[str, Any]) -> dict[str, Any]:

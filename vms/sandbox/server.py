@@ -2,9 +2,14 @@
 
 Standard library only, so that it starts in milliseconds and runs in a thread of any process.
 
-API (authenticated by ``X-API-KEY`` or ``Authorization: Bearer``):
-    GET /vms/v2       baseline list        DELETE /vms/v3   {"vmId": …} or {"vmIds": […]}
-    GET /vms/v3       generation A list
+API, by the generation of the key's account (routes.py); any other path answers 404:
+    baseline (``X-API-KEY`` or ``Authorization: Bearer``):
+        GET /vms/v2       baseline list        DELETE /vms/v3   {"vmId": …} or {"vmIds": […]}
+    generation A (same keys): the baseline, plus GET /vms/v3 (generation A list)
+    generation B (``X-API-KEY`` or ``Authorization: X-API-KEY``, never Bearer):
+        GET /v2/vms, /v2/vms/{id}, /v1/clusters, /v1/datacenters, /v2/users/balances
+        POST /v2/vms/{id}/terminate
+    anyone, without a key: GET /v1/service/status
 Control (no auth, never counted, never faulted), under /_sandbox/:
     GET  health, stats, faults       POST reset-counts, faults, accounts, accounts/vms, settings
     DELETE faults
@@ -23,29 +28,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .state import VM_ID_PATTERN, ApiError, AuthFailure, SandboxState, fingerprint
+from . import credentials, data_b
+from .generations import GENERATION_B
+from .query_b import UUID_PATTERN, BadQuery, parse_expand, parse_list_query
+from .routes import (
+    ANY_GENERATION,
+    B_ROUTES,
+    CONTROL_ROUTES,
+    PUBLIC_ROUTES,
+    ROUTES_BY_GENERATION,
+    RouteMatch,
+    Routes,
+)
+from .state import VM_ID_PATTERN, ApiError, AuthFailure, Faults, SandboxState, fingerprint
 
 logger = logging.getLogger("vms.sandbox")
 
 MAX_BODY = 1 << 20
 CONTROL_PREFIX = "/_sandbox/"
 
-# path -> allowed methods
-API_ROUTES: dict[str, tuple[str, ...]] = {
-    "/vms/v2": ("GET",),
-    "/vms/v3": ("GET", "DELETE"),
-}
-CONTROL_ROUTES: dict[str, tuple[str, ...]] = {
-    "/_sandbox/health": ("GET",),
-    "/_sandbox/stats": ("GET",),
-    "/_sandbox/reset-counts": ("POST",),
-    "/_sandbox/faults": ("GET", "POST", "DELETE"),
-    "/_sandbox/accounts": ("POST",),
-    "/_sandbox/accounts/vms": ("POST",),
-    "/_sandbox/settings": ("GET", "POST"),
-}
-
-MALFORMED_BODY = b'[{"id": "0x00000000000000000000000000000000000000ff", "vmName": "trunc'
+NOT_FOUND = {"error": "Not found"}
+B_NOT_FOUND = {"code": "not_found", "error": "Not found"}
+# What a wrong_shape fault answers instead of a JSON object, and instead of a JSON array.
+WRONG_SHAPE_ARRAY = b'[{"result": "ok", "message": "not the object you were looking for"}]'
 WRONG_SHAPE_BODY = b'{"result": "ok", "message": "not the list you were looking for"}'
 
 
@@ -80,16 +85,38 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any, headers=None) -> None:
         self._send(status, json.dumps(payload).encode(), headers=headers)
 
-    def _routed(self, routes: dict[str, tuple[str, ...]], path: str) -> bool:
-        """Whether `routes` serve this path and method; if not, the 404 or 405 has been sent."""
-        allowed = routes.get(path)
-        if allowed is None:
-            self._json(404, {"error": "Not found"})
-            return False
-        if self.command not in allowed:
-            self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(allowed)})
-            return False
-        return True
+    def _routed(
+        self,
+        routes: Routes,
+        path: str,
+        not_found: dict[str, str] = NOT_FOUND,
+        elsewhere: Routes | None = None,
+    ) -> RouteMatch | None:
+        """The route of this path and method in ``routes``; None once the 404 or 405 has been sent.
+
+        A method that ``elsewhere`` serves on this path is an endpoint these routes do not have: 404,
+        not 405 (a baseline account's ``GET /vms/v3`` is generation A's list, unknown to it).
+        """
+        route = routes.match(path)
+        if route is None:
+            self._json(404, not_found)
+            return None
+        if self.command not in route.methods:
+            other = elsewhere.match(path) if elsewhere is not None else None
+            if other is not None and self.command in other.methods:
+                self._json(404, not_found)
+            else:
+                self._json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(route.methods)})
+            return None
+        return route
+
+    def _send_read(self, payload: bytes, faults: Faults) -> None:
+        """A successful read, spoilt as the malformed and wrong_shape faults ask."""
+        if faults.malformed:
+            payload = payload[: len(payload) // 2]  # a truncated JSON object or array never parses
+        elif faults.wrong_shape:
+            payload = WRONG_SHAPE_ARRAY if payload.startswith(b"{") else WRONG_SHAPE_BODY
+        self._send(200, payload)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -107,16 +134,6 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _BadRequest("Request body too large")
         return self.rfile.read(length)
-
-    def _api_key(self) -> tuple[str | None, bool]:
-        """(key, conflict): the key from X-API-KEY or Bearer; conflict when both are given and differ."""
-        header_key = (self.headers.get("X-API-KEY") or "").strip() or None
-        bearer = None
-        authorization = self.headers.get("Authorization") or ""
-        if authorization[:7].lower() == "bearer ":
-            bearer = authorization[7:].strip() or None
-        conflict = header_key is not None and bearer is not None and header_key != bearer
-        return header_key or bearer, conflict
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
@@ -138,7 +155,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _api(self, path: str, body: bytes) -> None:
         state = self.server.state
-        key, conflict = self._api_key()
+        key = credentials.naming_key(self.headers)
         state.record_request(self.command, path, key)
         faults, failed = state.fault_decision(key)
         if faults.latency_ms:
@@ -159,43 +176,91 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self._json(status, {"error": message})
             return
 
-        if not self._routed(API_ROUTES, path):
+        if PUBLIC_ROUTES.match(path) is not None:
+            if self._routed(PUBLIC_ROUTES, path):
+                self._send_read(data_b.SERVICE_STATUS_JSON, faults)
             return
+        # Routing comes before authentication, so that an account answers 404 on another generation's
+        # paths whatever headers it sends: that is how the portal finds which generation a key speaks.
+        generation = state.generation_of(key)
+        routes = ANY_GENERATION if generation is None else ROUTES_BY_GENERATION[generation]
+        route = self._routed(
+            routes, path, B_NOT_FOUND if generation == GENERATION_B else NOT_FOUND, ANY_GENERATION
+        )
+        if route is None:
+            return
+        generation_b = route.pattern in B_ROUTES
         try:
-            if conflict:
-                raise AuthFailure(403, {"error": "Invalid API key"})
-            state.authenticate(key)
+            key = (
+                credentials.generation_b_key(self.headers)
+                if generation_b
+                else credentials.baseline_key(self.headers)
+            )
+            state.authenticate(key, generation_b=generation_b)
         except AuthFailure as exc:
             self._json(exc.status, exc.body)
             return
         assert key is not None
+        try:
+            self._API_HANDLERS[(self.command, route.pattern)](self, key, route, body, faults)
+        except BadQuery as exc:
+            self._json(400, {"code": "bad_request", "error": str(exc)})
+        except ApiError as exc:
+            self._json(exc.status, exc.body)
 
-        if self.command == "GET":
-            payload = state.list_json(key, "v3" if path == "/vms/v3" else "v2")
-            if faults.malformed:
-                payload = MALFORMED_BODY
-            elif faults.wrong_shape:
-                payload = WRONG_SHAPE_BODY
-            self._send(200, payload)
-            return
-        self._delete(key, body)
+    def _list_baseline(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send_read(self.server.state.list_json(key, "v2"), faults)
 
-    def _delete(self, key: str, body: bytes) -> None:
+    def _list_generation_a(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send_read(self.server.state.list_json(key, "v3"), faults)
+
+    def _delete(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
         try:
             vm_ids = _parse_delete_body(body)
-            self.server.state.delete_vms(key, vm_ids)
         except _BadRequest as exc:
             self._json(400, {"error": str(exc)})
             return
-        except ApiError as exc:
-            self._json(exc.status, exc.body)
-            return
+        self.server.state.delete_vms(key, vm_ids)
         self._json(200, {})
+
+    def _list_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        query = parse_list_query(urlsplit(self.path).query)
+        self._send_read(self.server.state.vm_list_json(key, query), faults)
+
+    def _get_vm_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        vm_id = _path_vm_id(route)
+        expand = parse_expand(urlsplit(self.path).query)
+        self._send_read(self.server.state.vm_json(key, vm_id, expand), faults)
+
+    def _terminate_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        # No body is needed, and one is ignored.
+        self._send(200, self.server.state.terminate_vm(key, _path_vm_id(route)))
+
+    def _clusters(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send_read(data_b.CLUSTERS_JSON, faults)
+
+    def _datacenters(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send_read(data_b.DATACENTERS_JSON, faults)
+
+    def _balances(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send_read(self.server.state.balances_json(key), faults)
+
+    _API_HANDLERS = {
+        ("GET", "/vms/v2"): _list_baseline,
+        ("GET", "/vms/v3"): _list_generation_a,
+        ("DELETE", "/vms/v3"): _delete,
+        ("GET", "/v2/vms"): _list_b,
+        ("GET", "/v2/vms/{id}"): _get_vm_b,
+        ("POST", "/v2/vms/{id}/terminate"): _terminate_b,
+        ("GET", "/v1/clusters"): _clusters,
+        ("GET", "/v1/datacenters"): _datacenters,
+        ("GET", "/v2/users/balances"): _balances,
+    }
 
     # --- control ----------------------------------------------------------------------------------
 
     def _control(self, path: str, body: bytes) -> None:
-        if not self._routed(CONTROL_ROUTES, path):
+        if self._routed(CONTROL_ROUTES, path) is None:
             return
         state = self.server.state
         try:
@@ -235,7 +300,19 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 _FAULT_FIELDS = frozenset(
     {"latency_ms", "error_rate", "error_status", "rate_limit_retry_after", "malformed", "wrong_shape", "drop"}
 )
-_ACCOUNT_FIELDS = frozenset({"vm_count", "include_example", "revoked", "seed"})
+_ACCOUNT_FIELDS = frozenset(
+    {
+        "vm_count",
+        "include_example",
+        "revoked",
+        "seed",
+        "generation",
+        "page_base",
+        "max_per_page",
+        "read_only",
+        "balance",
+    }
+)
 
 
 def _fp(key: Any) -> str:
@@ -275,6 +352,13 @@ def _apply_settings(state: SandboxState, fields: dict[str, Any]) -> None:
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
             raise ValueError("deletion_delay must be between 0 and 3600 seconds")
         state.deletion_delay = float(delay)
+
+
+def _path_vm_id(route: RouteMatch) -> str:
+    vm_id = route.params["id"]
+    if not UUID_PATTERN.match(vm_id):
+        raise BadQuery("Invalid VM id")
+    return vm_id
 
 
 def _parse_delete_body(body: bytes) -> list[str]:

@@ -1,12 +1,14 @@
 """The sandbox's state: accounts and their VMs, faults to inject, and request counters. Thread-safe.
 
-Time-driven changes (a deletion completing, a Launching VM becoming ACTIVE, a billing epoch rolling
-over) are applied lazily, whenever an account is read, so no timer threads are needed.
+Each account speaks one generation of the Fluence API (generations.py). Time-driven changes (a deletion
+or termination completing, a VM becoming ready, a billing period rolling over) are applied lazily,
+whenever an account is read, so no timer threads are needed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import threading
@@ -17,12 +19,29 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import data as vmdata
+from . import data_b, expand_b
+from .accounts import Account, AccountOptions
 from .demo import DEMO_ACCOUNTS, configure_kwargs
+from .generations import GENERATION_B, generation_of_key
+from .query_b import UUID_PATTERN, VmListQuery
 
 KEY_PATTERN = re.compile(r"^sbx_[A-Za-z0-9_-]{8,80}$")
 VM_ID_PATTERN = re.compile(r"^0x[0-9a-fA-F]{40}$")
 DEFAULT_VM_COUNT = 12
 MAX_VM_COUNT = 200_000
+_SELECTION_CACHE_SIZE = 64  # distinct filtered lists kept per account until it changes
+
+
+# Ties keep a stable order, as the database's secondary order by id would.
+_SORT_KEYS: dict[str, Callable[[Any], Any]] = {
+    "createdAt": lambda r: (r.created, r.id_lower),
+    "name": lambda r: (str(r.data["name"]), r.id_lower),
+    "status": lambda r: (str(r.data["status"]), r.id_lower),
+}
+
+
+def _compact(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def fingerprint(key: str | None) -> str:
@@ -109,36 +128,12 @@ class AuthFailure(Exception):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    """A refused API call: the HTTP status and JSON body to answer (with ``code`` on generation B)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
-        self.body = {"error": message}
-
-
-class _Account:
-    __slots__ = ("by_id", "cache", "key", "next_event", "revoked", "vms")
-
-    def __init__(self, key: str, revoked: bool = False):
-        self.key = key
-        self.revoked = revoked
-        self.vms: list[vmdata.VmRecord] = []
-        self.by_id: dict[str, vmdata.VmRecord] = {}
-        self.cache: dict[str, bytes] = {}
-        self.next_event: float | None = None
-
-    def set_vms(self, records: list[vmdata.VmRecord]) -> None:
-        self.vms = records
-        self.by_id = {r.id_lower: r for r in records}
-        self.changed()
-
-    def changed(self) -> None:
-        self.cache.clear()
-        events = []
-        for r in self.vms:
-            for t in (r.next_billing, r.activate_at, r.delete_at):
-                if t is not None:
-                    events.append(t)
-        self.next_event = min(events) if events else None
+        self.body = {"error": message} if code is None else {"code": code, "error": message}
 
 
 class SandboxState:
@@ -154,7 +149,7 @@ class SandboxState:
         clock: Callable[[], float] = time.time,
     ):
         self._lock = threading.RLock()
-        self._accounts: dict[str, _Account] = {}
+        self._accounts: dict[str, Account] = {}
         self._faults: Faults = NO_FAULTS
         self._key_faults: dict[str, Faults] = {}
         self._fault_rng = random.Random(0)
@@ -180,18 +175,41 @@ class SandboxState:
         include_example: bool = False,
         seed: Any = None,
         revoked: bool = False,
+        generation: str | None = None,
+        page_base: int = 1,
+        max_per_page: int = 100,
+        read_only: bool = False,
+        balance: dict[str, Any] | None = None,
     ) -> int:
-        """(Re)create an account of ``vm_count`` VMs in all, deterministic for ``seed`` (default: key)."""
+        """(Re)create an account of ``vm_count`` VMs in all, deterministic for ``seed`` (default: key).
+
+        ``generation`` defaults to the key's (``sbx_b_…`` speaks B, ``sbx_a_…`` A, any other the
+        baseline). ``page_base``, ``max_per_page`` and ``balance`` shape generation B answers;
+        ``read_only`` refuses deletions and terminations with 403.
+        """
         if not isinstance(key, str) or not key or len(key) > 200:
             raise ValueError("key must be a non-empty string")
         if isinstance(vm_count, bool) or not isinstance(vm_count, int) or not 0 <= vm_count <= MAX_VM_COUNT:
             raise ValueError(f"vm_count must be an integer between 0 and {MAX_VM_COUNT}")
+        options = AccountOptions.build(
+            generation=generation_of_key(key) if generation is None else generation,
+            page_base=page_base,
+            max_per_page=max_per_page,
+            read_only=read_only,
+            balance=balance,
+        )
+        if include_example and options.generation == GENERATION_B:
+            raise ValueError("include_example is the baseline example VM: not for a generation B account")
+        seed = key if seed is None else seed
         now = self.clock()
-        records: list[vmdata.VmRecord] = []
-        if include_example and vm_count > 0:
-            records.append(vmdata.example_record())
-        records.extend(vmdata.generate_vms(key if seed is None else seed, vm_count - len(records), now=now))
-        account = _Account(key, revoked=bool(revoked))
+        records: list[Any] = []
+        if options.generation == GENERATION_B:
+            records.extend(data_b.generate_vms(seed, vm_count, now=now))
+        else:
+            if include_example and vm_count > 0:
+                records.append(vmdata.example_record())
+            records.extend(vmdata.generate_vms(seed, vm_count - len(records), now=now))
+        account = Account(key, options, seed=seed, revoked=bool(revoked))
         account.set_vms(records)
         with self._lock:
             self._accounts[key] = account
@@ -205,23 +223,34 @@ class SandboxState:
         with self._lock:
             return key in self._accounts
 
+    def generation_of(self, key: str | None) -> str | None:
+        """The generation ``key`` speaks, without authenticating it; None when no account can have it."""
+        if not key:
+            return None
+        with self._lock:
+            account = self._accounts.get(key)
+            if account is not None:
+                return account.generation
+        return generation_of_key(key) if KEY_PATTERN.match(key) else None
+
     def add_vm(
         self,
         key: str,
         *,
         name: str,
-        status: str = vmdata.LAUNCHING,
+        status: str | None = None,
         activate_after: float | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
         """Add one VM at the end of the account's list; returns it as the API would list it.
 
-        With ``activate_after`` seconds, a pending (Launching/New) VM becomes ACTIVE after that delay.
-        ``overrides`` replace fields of the API object (``id``, ``pricePerEpoch``, ``datacenter`` …).
+        ``status`` defaults to Launching (``launching`` on generation B). With ``activate_after``
+        seconds, a pending VM becomes ACTIVE (``launched``) after that delay. ``overrides`` replace
+        fields of the API object (``id``, ``pricePerEpoch``, ``datacenter``, ``priceHourlyUsd`` …).
         """
         if not isinstance(name, str):
             raise ValueError("name must be a string")
-        if not isinstance(status, str) or not status:
+        if status is not None and (not isinstance(status, str) or not status):
             raise ValueError("status must be a non-empty string")
         if activate_after is not None and (
             isinstance(activate_after, bool)
@@ -231,6 +260,15 @@ class SandboxState:
             raise ValueError("activate_after must be a number of seconds >= 0")
         with self._lock:
             account = self._account(key)
+            if account.generation == GENERATION_B:
+                return self._add_vm_b(
+                    account,
+                    name=name,
+                    status=status or data_b.LAUNCHING,
+                    activate_after=activate_after,
+                    **overrides,
+                )
+            status = status or vmdata.LAUNCHING
             now = self.clock()
             created = now if status in vmdata.PENDING else None
             record = vmdata.make_vm(self._rng, name=name, status=status, now=now, created=created)
@@ -252,8 +290,47 @@ class SandboxState:
                 self._tick(account, now)
             return json.loads(json.dumps(record.data))
 
+    def _add_vm_b(
+        self, account: Account, *, name: str, status: str, activate_after: float | None, **overrides: Any
+    ) -> dict[str, Any]:
+        now = self.clock()
+        self._tick(account, now)
+        # Added VMs are recent: a pending one is created now, any other long enough ago (15 minutes)
+        # for its readySince or failure to lie in the past.
+        created = now if status in data_b.PENDING else now - 900
+        user_id = data_b.user_id(account.seed)
+        record = data_b.make_vm(
+            self._rng, user_id=user_id, name=name, status=status, now=now, created=created
+        )
+        if "id" in overrides:
+            vm_id = overrides["id"]
+            if not isinstance(vm_id, str) or not UUID_PATTERN.match(vm_id):
+                raise ValueError("id must be a UUID")
+            if vm_id.lower() in account.by_id:
+                raise ValueError("a VM with this id already exists in the account")
+        record.data.update(overrides)
+        while record.id_lower in account.by_id:  # practically never
+            record.data["id"] = data_b.random_uuid(self._rng)
+        if activate_after is not None:
+            record.activate_at = now + activate_after
+        account.vms.append(record)
+        account.by_id[record.id_lower] = record
+        account.changed()
+        self._tick(account, now)
+        return expand_b.api_object(record)
+
     def vms_for(self, key: str) -> list[dict[str, Any]]:
-        """The account's VMs as ``GET /vms/v2`` would list them now (fresh copies)."""
+        """The account's VMs as its list would show them now, all of them, in the account's order.
+
+        Fresh copies: ``GET /vms/v2`` objects, or generation B objects (without pagination or expand).
+        """
+        with self._lock:
+            account = self._account(key)
+            if account.generation == GENERATION_B:
+                self._tick(account, self.clock())
+                return json.loads(
+                    b"[" + b",".join(self._vm_json_b(account, r, ()) for r in account.vms) + b"]"
+                )
         return json.loads(self.list_json(key))
 
     def list_json(self, key: str, version: str = "v2") -> bytes:
@@ -275,6 +352,10 @@ class SandboxState:
         """Mark VMs for deletion; ApiError 404 if any id is not the account's (then nothing changes)."""
         with self._lock:
             account = self._account(key)
+            if account.generation == GENERATION_B:
+                raise ValueError("a generation B account terminates its VMs: use terminate_vm")
+            if account.options.read_only:
+                raise ApiError(403, "This API key lacks the vms:write scope")
             now = self.clock()
             self._tick(account, now)
             records = []
@@ -290,8 +371,12 @@ class SandboxState:
             account.changed()
             self._tick(account, now)
 
-    def authenticate(self, key: str | None) -> None:
-        """Raise AuthFailure unless ``key`` may use the API; creates accounts for new sandbox keys."""
+    def authenticate(self, key: str | None, *, generation_b: bool = False) -> None:
+        """Raise AuthFailure unless ``key`` may use the API; creates accounts for new sandbox keys.
+
+        ``generation_b``: answer as generation B does, always 401 with ``code`` (the 2025 API answered
+        an unknown key with 403 and no code).
+        """
         if not key:
             raise AuthFailure(401, {"code": "unauthorized", "error": "Missing API key"})
         with self._lock:
@@ -299,6 +384,8 @@ class SandboxState:
             if account is None and KEY_PATTERN.match(key):
                 account = self._account(key)
         if account is None:
+            if generation_b:
+                raise AuthFailure(401, {"code": "unauthorized", "error": "Invalid API key"})
             raise AuthFailure(403, {"error": "Invalid API key"})
         if account.revoked:
             raise AuthFailure(401, {"code": "unauthorized", "error": "API key revoked"})
@@ -306,11 +393,119 @@ class SandboxState:
     def accounts_summary(self) -> list[dict[str, Any]]:
         with self._lock:
             return [
-                {"key": fingerprint(a.key), "vms": len(a.vms), "revoked": a.revoked}
+                {
+                    "key": fingerprint(a.key),
+                    "generation": a.generation,
+                    "vms": len(a.vms),
+                    "revoked": a.revoked,
+                }
                 for a in self._accounts.values()
             ]
 
-    def _account(self, key: str) -> _Account:
+    # --- generation B ------------------------------------------------------------------------------
+
+    def vm_list_json(self, key: str, query: VmListQuery) -> bytes:
+        """``GET /v2/vms``: one page of the account's VMs and the pagination, serialized."""
+        with self._lock:
+            account = self._b_account(key)
+            self._tick(account, self.clock())
+            options = account.options
+            selected = self._selection(account, query)
+            per_page = min(query.per_page, options.max_per_page)
+            # A page below the first (page=0 where pages start at 1) is the first page.
+            page = options.page_base if query.page is None else max(query.page, options.page_base)
+            start = (page - options.page_base) * per_page
+            items = b",".join(
+                self._vm_json_b(account, r, query.expand) for r in selected[start : start + per_page]
+            )
+            pagination = {
+                "totalRecords": len(account.vms),
+                "filteredRecords": len(selected),
+                "totalPages": math.ceil(len(selected) / per_page),
+                "currentPage": page,
+                "perPage": per_page,
+            }
+            return b'{"items":[' + items + b'],"pagination":' + _compact(pagination) + b"}"
+
+    def vm_json(self, key: str, vm_id: str, expand: tuple[str, ...] = ()) -> bytes:
+        """``GET /v2/vms/{id}``; ApiError 404 when the account has no such VM."""
+        with self._lock:
+            account = self._b_account(key)
+            self._tick(account, self.clock())
+            return self._vm_json_b(account, self._b_record(account, vm_id), expand, listed=False)
+
+    def terminate_vm(self, key: str, vm_id: str) -> bytes:
+        """``POST /v2/vms/{id}/terminate``: terminating now, terminated after ``deletion_delay``.
+
+        ApiError 403 for a read-only key, 404 for an unknown VM, 406 when the VM's allowedActions
+        lack ``terminate`` (transitional states, and VMs already terminated).
+        """
+        with self._lock:
+            account = self._b_account(key)
+            if account.options.read_only:
+                raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
+            now = self.clock()
+            self._tick(account, now)
+            record = self._b_record(account, vm_id)
+            if "terminate" not in record.data["allowedActions"]:
+                status = record.data["status"]
+                raise ApiError(406, f"The VM is {status}: terminate is not allowed now", "not_acceptable")
+            data_b.begin_termination(record, now, max(0.0, float(self.deletion_delay)))
+            account.changed()
+            # The answer shows the VM as the request left it (terminating), even with no delay at all.
+            answer = self._vm_json_b(account, record, (), listed=False)
+            self._tick(account, now)
+            return answer
+
+    def balances_json(self, key: str) -> bytes:
+        """``GET /v2/users/balances``: the account's compute entitlement, a list of one."""
+        with self._lock:
+            account = self._b_account(key)
+            entitlement = {**data_b.balance(account.seed), **(account.options.balance or {})}
+            return _compact([entitlement])
+
+    def _b_account(self, key: str) -> Account:
+        account = self._account(key)
+        if account.generation != GENERATION_B:
+            raise ValueError("not a generation B account")
+        return account
+
+    def _b_record(self, account: Account, vm_id: str) -> data_b.VmRecordB:
+        record = account.by_id.get(vm_id.lower())
+        if record is None:
+            raise ApiError(404, "VM not found", "not_found")
+        return record
+
+    def _selection(self, account: Account, query: VmListQuery) -> list[data_b.VmRecordB]:
+        """The account's VMs that the query selects, in its order (cached until the account changes)."""
+        cache_key = ("selection", query.sort, query.order, query.filters)
+        selected = account.cache.get(cache_key)
+        if selected is None:
+            ordered = account.cache.get(("order", query.sort))
+            if ordered is None:
+                ordered = sorted(account.vms, key=_SORT_KEYS[query.sort])
+                account.cache[("order", query.sort)] = ordered
+            selected = ordered[::-1] if query.order == "desc" else ordered
+            if query.has_filters:
+                selected = [r for r in selected if query.matches(r.data)]
+            if sum(1 for k in account.cache if k[0] == "selection") >= _SELECTION_CACHE_SIZE:
+                for stale in [k for k in account.cache if k[0] == "selection"]:
+                    del account.cache[stale]
+            account.cache[cache_key] = selected
+        return selected
+
+    def _vm_json_b(
+        self, account: Account, record: data_b.VmRecordB, expand: tuple[str, ...], *, listed: bool = True
+    ) -> bytes:
+        """One VM serialized (cached per VM, expand and form until the account changes)."""
+        serialized = account.cache.setdefault(("vm", expand, listed), {})
+        body = serialized.get(record.id_lower)
+        if body is None:
+            body = _compact(expand_b.api_object(record, expand, listed=listed))
+            serialized[record.id_lower] = body
+        return body
+
+    def _account(self, key: str) -> Account:
         """The account of ``key``, created on first use for a sandbox-shaped key; KeyError otherwise."""
         account = self._accounts.get(key)
         if account is None:
@@ -320,9 +515,14 @@ class SandboxState:
             account = self._accounts[key]
         return account
 
-    def _tick(self, account: _Account, now: float) -> None:
+    def _tick(self, account: Account, now: float) -> None:
         """Apply what time has brought: finished deletions, activations, billing rollovers."""
         if account.next_event is None or account.next_event > now:
+            return
+        if account.generation == GENERATION_B:  # terminated VMs stay listed
+            for record in account.vms:
+                data_b.advance(record, self._rng, now)
+            account.changed()
             return
         kept = []
         for record in account.vms:

@@ -38,7 +38,7 @@ class Command(BaseCommand):
             "--vms-per-account",
             type=int,
             default=None,
-            help="VMs per account, demo accounts included (default: 14/6/8 for the demo, 12 for new keys)",
+            help="VMs per account, demo accounts included (default: 14/6/9/8 for the demo, 12 for new keys)",
         )
         parser.add_argument(
             "--deletion-delay", type=float, default=3.0, help="seconds until a deleted VM leaves the list"
@@ -82,8 +82,12 @@ class Command(BaseCommand):
         self.stdout.write("Demo API keys (fake, for the sandbox only):")
         for key, spec in DEMO_ACCOUNTS.items():
             owner = spec.get("user") or "-"
-            self.stdout.write(f"  {key:<28} {spec['label']:<11} user: {owner}")
-        self.stdout.write("Any key matching sbx_<8-80 chars> is a new account. Control API: /_sandbox/stats")
+            generation = f"generation {spec['generation']}"
+            self.stdout.write(f"  {key:<28} {spec['label']:<11} {generation:<20} user: {owner}")
+        self.stdout.write(
+            "Any key matching sbx_<8-80 chars> is a new account of the baseline API "
+            "(sbx_a_… generation A, sbx_b_… generation B). Control API: /_sandbox/stats"
+        )
         self.stdout.write("Quit with CONTROL-C.")
         try:
             while not stop.wait(0.5):
