@@ -10,7 +10,10 @@ from vms.display import (
     city_name,
     country_name,
     format_age,
+    format_exact,
+    format_gb,
     format_mib,
+    format_money,
     format_relative,
     format_usdc,
     format_usdc_short,
@@ -62,6 +65,40 @@ def test_format_usdc(value, text):
 )
 def test_format_usdc_short(value, text):
     assert format_usdc_short(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("1423.1"), "1,423.10"),  # totals of many VMs read with thousands separators
+        (Decimal("1.644"), "1.64"),
+        (Decimal("0.125"), "0.12"),  # half-even, as Fluence's own cents
+        (Decimal("0.004"), "<0.01"),  # a cheap VM never reads as free
+        (Decimal("-0.004"), "-<0.01"),
+        (Decimal("-0.000"), "0.00"),  # never a negative zero
+        (Decimal("1E+6"), "1,000,000.00"),
+        (None, "—"),
+        (Decimal("NaN"), "—"),
+    ],
+)
+def test_format_money(value, text):
+    assert format_money(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(Decimal("0.0685"), "0.0685"), (Decimal("50.0050"), "50.005"), (Decimal("1E+2"), "100"), (None, "—")],
+)
+def test_format_exact(value, text):
+    assert format_exact(value) == text
+
+
+@pytest.mark.parametrize(
+    ("gigabytes", "text"),
+    [(Decimal(8), "8 GB"), (8, "8 GB"), (Decimal("0.5"), "0.5 GB"), (Decimal("7.999"), "8 GB"), (None, "—")],
+)
+def test_format_gb_is_decimal_gigabytes_as_todays_api_counts_them(gigabytes, text):
+    assert format_gb(gigabytes) == text
 
 
 @pytest.mark.parametrize(
@@ -306,3 +343,10 @@ def test_template_filters_render():
         )
     )
     assert html == ("0.298160|4 GiB|France|Paris|2025-04-16 17:59:55 UTC|2 vCPU|3 d|in 3 h 12 min|—|—|17.85")
+
+
+def test_the_raw_object_filter_indents_and_the_template_escapes_it():
+    html = Template("{% load vm_format %}{{ raw|pretty_json }}").render(
+        Context({"raw": {"name": "<b>x</b>", "ok": True}})
+    )
+    assert html == "{\n  &quot;name&quot;: &quot;&lt;b&gt;x&lt;/b&gt;&quot;,\n  &quot;ok&quot;: true\n}"

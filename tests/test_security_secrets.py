@@ -68,7 +68,8 @@ def test_an_unexpected_error_while_adding_a_key_shows_and_reports_no_secret(
     failing_client, sandbox, reports, caplog
 ):
     caplog.set_level(logging.ERROR, logger="django.request")
-    with mock.patch.object(FluenceClient, "list_vms", side_effect=RuntimeError("unexpected failure")):
+    # Adding a key probes which API version answers it (detect_generation -> FluenceClient.probe).
+    with mock.patch.object(FluenceClient, "probe", side_effect=RuntimeError("unexpected failure")):
         response = _post_key(failing_client, sandbox)
 
     assert response.status_code == 500

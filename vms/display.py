@@ -59,6 +59,26 @@ def format_usdc_short(value: Decimal | None) -> str:
     return _fixed(number, Decimal("0.01"))
 
 
+def format_money(value: Decimal | None) -> str:
+    """An amount of any currency rounded to cents, with thousands separators ("1,423.10"); "<0.01" for a
+    non-zero amount below a cent, so that a cheap VM never reads as free."""
+    number = _decimal(value)
+    if number is None:
+        return MISSING
+    if number != 0 and abs(number) < Decimal("0.01"):
+        return "<0.01" if number > 0 else "-<0.01"
+    with localcontext() as context:
+        context.prec = 60
+        rounded = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    return format(abs(rounded) if rounded == 0 else rounded, ",.2f")
+
+
+def format_exact(value: Decimal | None) -> str:
+    """An amount exactly as Fluence sent it, without exponent or trailing zeros ("0.0685", "50.005")."""
+    number = _decimal(value)
+    return MISSING if number is None else _plain(number)
+
+
 # --- sizes -----------------------------------------------------------------------------------------------
 
 
@@ -71,6 +91,14 @@ def format_mib(mib: Decimal | None) -> str:
         if abs(number) >= size:
             return f"{_plain((number / size).quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN))} {unit}"
     return f"{_plain(number.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN))} MiB"
+
+
+def format_gb(gigabytes: Decimal | None) -> str:
+    """A size in decimal gigabytes, as today's API counts RAM and disks: 8 -> "8 GB", 0.5 -> "0.5 GB"."""
+    number = _decimal(gigabytes)
+    if number is None:
+        return MISSING
+    return f"{_plain(number.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN))} GB"
 
 
 # --- places ----------------------------------------------------------------------------------------------

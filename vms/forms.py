@@ -25,7 +25,7 @@ class ApiKeyForm(forms.Form):
     generation = forms.ChoiceField(
         label="API version",
         choices=[(services.AUTO, "Find it (recommended)")]
-        + [(name, label.capitalize()) for name, label in GENERATION_LABELS.items()],
+        + [(name, label[:1].upper() + label[1:]) for name, label in GENERATION_LABELS.items()],
         initial=services.AUTO,
         required=False,
         help_text="The portal asks Fluence which API answers the key. Choose one only if you must force it.",

@@ -14,13 +14,17 @@ from vms.display import (
     city_name,
     country_name,
     format_age,
+    format_exact,
+    format_gb,
     format_mib,
+    format_money,
     format_relative,
     format_usdc,
     format_utc,
 )
-from vms.fluence.models import StatusClass
-from vms.selectors import VmRow
+from vms.fluence.client import GENERATION_LABELS
+from vms.fluence.models import StatusClass, Vm
+from vms.selectors import AccountResult, VmRow
 
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 100
@@ -34,6 +38,15 @@ def _location(row: VmRow) -> tuple:
     return (country_name(dc.country_code), dc.city_code, dc.tier or 0) if dc else (_FAR,)
 
 
+_NO_COST = Decimal("Infinity")
+
+
+def _cost(row: VmRow) -> tuple:
+    """Cost per day, grouped by currency: a USD amount is never ranked against a USDC one as if equal."""
+    cost = row.vm.cost_per_day
+    return (row.vm.currency, _NO_COST if cost is None else cost)
+
+
 # column -> (heading, key function). Keys never compare None with a value.
 SORTS = {
     "name": ("Name", lambda row: (row.vm.display_name.lower(), row.vm.key)),
@@ -44,7 +57,7 @@ SORTS = {
     "ram": ("RAM", lambda row: row.vm.ram_mib if row.vm.ram_mib is not None else Decimal(-1)),
     "storage": ("Storage", lambda row: row.vm.storage_mib if row.vm.storage_mib is not None else Decimal(-1)),
     "ip": ("Public IP", lambda row: _ip_key(row.vm.public_ip)),
-    "price": ("Price / epoch (USDC)", lambda row: row.vm.price_per_epoch),
+    "price": ("Cost / day · month", _cost),
     "next_billing": (
         "Next billing",
         lambda row: row.vm.next_billing_at.timestamp() if row.vm.next_billing_at else 1e12,
@@ -177,6 +190,42 @@ class StatusCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """What the matching VMs of one currency cost (VMs without a price are counted apart)."""
+
+    currency: str
+    per_day: Decimal
+    per_month: Decimal
+    unpriced: int = 0  # VMs of this currency whose price Fluence did not give
+
+    @property
+    def per_day_text(self) -> str:
+        return format_money(self.per_day)
+
+    @property
+    def per_month_text(self) -> str:
+        return format_money(self.per_month)
+
+
+def spend_per_currency(rows) -> tuple[Spend, ...]:
+    """One total per currency, over rows that are not ended (ended VMs are billed no more): USD and USDC
+    are never added together."""
+    totals: dict[str, list] = {}
+    for row in rows:
+        vm = row.vm
+        if vm.status.is_ended:
+            continue
+        total = totals.setdefault(vm.currency, [Decimal(0), Decimal(0), 0])
+        per_day, per_month = vm.cost_per_day, vm.cost_per_month
+        if per_day is None or per_month is None:
+            total[2] += 1
+            continue
+        total[0] += per_day
+        total[1] += per_month
+    return tuple(Spend(currency, *totals[currency]) for currency in sorted(totals))
+
+
 @dataclass(frozen=True)
 class TablePage:
     rows: tuple[VmRow, ...]  # this page's rows
@@ -184,7 +233,7 @@ class TablePage:
     total: int  # rows before filtering
     page: int
     pages: int
-    spend_per_epoch: Decimal  # over every matching row that is not ended (ended VMs bill no new epochs)
+    spend: tuple[Spend, ...]  # per currency, over every matching row that is not ended
     status_counts: tuple[StatusCount, ...]  # over every row before filtering
     attention: tuple[VmRow, ...]  # rows that need the person's action
     any_changing: bool  # a VM is starting or being deleted: refresh faster
@@ -230,20 +279,61 @@ def table_page(rows: tuple[VmRow, ...], query: VmQuery) -> TablePage:
         total=len(rows),
         page=page,
         pages=pages,
-        spend_per_epoch=sum(
-            (row.vm.price_per_epoch for row in matching if not row.vm.status.is_ended), Decimal(0)
-        ),
+        spend=spend_per_currency(matching),
         status_counts=tuple(
             StatusCount(css_class, STATUS_CLASS_LABELS[css_class], counts[css_class])
             for css_class in StatusClass
             if counts[css_class]
         ),
-        attention=tuple(
-            row for row in rows if row.vm.status.needs_attention or row.vm.status.key == "terminated"
-        ),
+        attention=tuple(row for row in rows if _needs_attention(row.vm)),
         any_changing=bool(counts[StatusClass.TRANSITIONAL]) or any(row.deleting for row in rows),
         status_options=tuple(sorted(statuses.items(), key=lambda item: item[1])),
         country_options=tuple(sorted(((code, country_name(code)) for code in countries), key=lambda c: c[1])),
+    )
+
+
+def _needs_attention(vm: Vm) -> bool:
+    """Low funds, or a VM the provider ended that still holds a reserve until it is deleted. Today's API
+    lists terminated VMs that are already gone (nothing left to delete): they need nothing."""
+    return vm.status.needs_attention or (vm.status.key == "terminated" and vm.can_terminate)
+
+
+# --- the summary's sentences ----------------------------------------------------------------------------
+
+UNREADABLE_NAMES_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableVm:
+    name: str
+    fields: str  # "createdAt, datacenter.tier"
+
+    @property
+    def sentence(self) -> str:
+        return f'{self.name}: {self.fields} could not be read; shown as "unreadable".'
+
+
+def unreadable_fields(vm: Vm) -> str:
+    """The names of the fields of `vm` that could not be read, each once, in the order they were met."""
+    return ", ".join(dict.fromkeys(item.field for item in vm.unreadable))
+
+
+def unreadable_vms(result: AccountResult) -> tuple[tuple[UnreadableVm, ...], int]:
+    """The first VMs of an account with unreadable fields, and how many more there are."""
+    odd = result.vms_with_unreadable_fields
+    shown = tuple(UnreadableVm(vm.display_name, unreadable_fields(vm)) for vm in odd[:UNREADABLE_NAMES_SHOWN])
+    return shown, max(0, len(odd) - UNREADABLE_NAMES_SHOWN)
+
+
+def generation_label(generation: str | None) -> str:
+    return GENERATION_LABELS.get(generation or "", generation or "")
+
+
+def switch_notice(previous: str | None, current: str) -> str:
+    """What a person is told when Fluence retired the API path a key used and the portal moved it."""
+    before = f"on the {generation_label(previous)}" if previous else "on its former API path"
+    return (
+        f"Fluence no longer answers this key {before}; the portal now uses the {generation_label(current)}."
     )
 
 
@@ -258,19 +348,63 @@ class RowView:
     can_select: bool
     ref: str  # "key_id:vm_id", the value of the row's checkbox
     detail_url: str
-    location: str
-    vcpu: str
-    ram: str
-    storage: str
-    price: str
-    next_billing: str
+    location: str | None
+    vcpu: str | None
+    ram: str | None
+    storage: str | None
+    cost: SafeString | None  # the cost cell's markup, None when the VM has no price
+    next_billing: str | None
     next_billing_utc: str
-    age: str
+    age: str | None
 
 
 # Sizes and prices repeat from row to row and refresh to refresh; their text is worked out once.
 _size_text = lru_cache(maxsize=4096)(format_mib)
-_price_text = lru_cache(maxsize=4096)(format_usdc)
+_gb_text = lru_cache(maxsize=4096)(format_gb)
+
+
+_COST_CELLS: dict[tuple, SafeString | None] = {}
+_COST_CELLS_MAX = 4096
+
+
+def _cost_cell(vm: Vm) -> SafeString | None:
+    """The cost cell: per day in the VM's own currency, then per month and how it is billed; the exact
+    amounts as Fluence sent them in the title. None when Fluence gave no price.
+
+    Prices repeat from row to row and refresh to refresh: the cell is worked out once per price (the
+    Decimal arithmetic of the cost per month is most of the cost of a row otherwise)."""
+    key = (vm.generation, vm.price_per_epoch, vm.price_hourly_usd, vm.price_monthly_usd)
+    try:
+        return _COST_CELLS[key]
+    except KeyError:
+        pass
+    per_day = vm.cost_per_day
+    if per_day is None:
+        cell = None
+    else:
+        exact = (vm.price_hourly_usd, vm.price_monthly_usd) if vm.billed_per_second else (vm.price_per_epoch,)
+        cell = _cost_html(vm.currency, per_day, vm.cost_per_month, exact)
+    if len(_COST_CELLS) >= _COST_CELLS_MAX:
+        _COST_CELLS.clear()
+    _COST_CELLS[key] = cell
+    return cell
+
+
+def _cost_html(currency: str, per_day: Decimal, per_month: Decimal | None, exact: tuple) -> SafeString:
+    if len(exact) == 2:
+        hourly, monthly = exact
+        billing = "per second"
+        title = (
+            f"{format_exact(hourly)} {currency} per hour, {format_exact(monthly)} {currency} per month "
+            "of 730 h; billed per second"
+        )
+    else:
+        billing = "per epoch"
+        title = f"{format_usdc(exact[0])} {currency} per 24 h epoch, paid in advance"
+    return SafeString(
+        f'<span class="cost" title="{escape(title)}">{escape(format_money(per_day))} {escape(currency)} / day'
+        f'</span><br><small class="muted">{escape(format_money(per_month))} / month · {billing}</small>'
+    )
 
 
 def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]:
@@ -280,24 +414,30 @@ def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]
     for row in rows:
         vm, account = row.vm, row.account
         dc = vm.datacenter
+        if vm.generation == "b":
+            ram = None if vm.ram_gb is None else _gb_text(vm.ram_gb)
+            storage = None if vm.storage_gb is None else _gb_text(vm.storage_gb)
+        else:
+            ram = None if (mib := vm.ram_mib) is None else _size_text(mib)
+            storage = None if (mib := vm.storage_mib) is None else _size_text(mib)
         views.append(
             RowView(
                 vm=vm,
                 account=account,
                 deleting=row.deleting,
-                can_select=account.can_delete and not row.deleting,
+                can_select=account.can_delete and vm.can_terminate and not row.deleting,
                 ref=f"{account.key_id}:{vm.id}",
                 detail_url=f"{url_prefix}{account.key_id}/{vm.id}/",
                 location=f"{city_name(dc.city_code, dc.country_code)}, {country_name(dc.country_code)}"
                 if dc
-                else "—",
-                vcpu="—" if (vcpu := vm.vcpu) is None else f"{vcpu} vCPU",
-                ram=_size_text(vm.ram_mib),
-                storage=_size_text(vm.storage_mib),
-                price=_price_text(vm.price_per_epoch),
-                next_billing=format_relative(vm.next_billing_at, now) if vm.next_billing_at else "—",
+                else None,
+                vcpu=None if (vcpu := vm.vcpu) is None else f"{vcpu} vCPU",
+                ram=ram,
+                storage=storage,
+                cost=_cost_cell(vm),
+                next_billing=format_relative(vm.next_billing_at, now) if vm.next_billing_at else None,
                 next_billing_utc=format_utc(vm.next_billing_at) if vm.next_billing_at else "",
-                age=format_age(vm.created_at, now) if vm.created_at else "—",
+                age=format_age(vm.created_at, now) if vm.created_at else None,
             )
         )
     return views
@@ -313,37 +453,89 @@ def escape(value: object) -> str:
     return _html_escape(str(value))
 
 
+# Which upstream fields feed each cell, in every generation's spelling: a cell without a value says
+# "unreadable" when one of them could not be read, and "—" when Fluence simply sent nothing.
+_CELL_FIELDS = {
+    "name": ("vmName", "name"),
+    "status": ("status",),
+    "location": ("datacenter", "clusterId"),
+    "vcpu": ("resources", "vcpu"),
+    "ram": ("resources", "ramGb"),
+    "storage": ("resources", "expanded.bootDisk"),
+    "ip": ("publicIp", "expanded.publicIp"),
+    "cost": ("pricePerEpoch", "priceHourlyUsd", "priceMonthlyUsd"),
+    "next_billing": ("nextBillingAt",),
+    "age": ("createdAt",),
+}
+
+
+def unreadable_reason(vm: Vm, names: tuple[str, ...]) -> str | None:
+    """Why the first of these fields could not be read, or None when all of them could."""
+    for item in vm.unreadable:
+        for name in names:
+            if item.field == name or item.field.startswith(name + "."):
+                return item.reason
+    return None
+
+
+def _unreadable_span(reason: str) -> str:
+    return f'<span class="unreadable" title="{escape(reason)}">unreadable</span>'
+
+
+def _cell(vm: Vm, cell: str, text: str | None) -> str:
+    """A cell's escaped text; "unreadable" (with the reason) or "—" when there is none."""
+    if text is not None:
+        return escape(text)
+    if vm.unreadable:
+        reason = unreadable_reason(vm, _CELL_FIELDS[cell])
+        if reason is not None:
+            return _unreadable_span(reason)
+    return "—"
+
+
 def render_rows(rows: list[RowView]) -> SafeString:
     parts = []
     for row in rows:
         vm, account = row.vm, row.account
         name = escape(vm.display_name)
         detail = escape(row.detail_url)
+        odd = bool(vm.unreadable)
+        name_cell = f'<a href="{detail}">{name}</a>'
+        if odd and vm.name is None and (reason := unreadable_reason(vm, _CELL_FIELDS["name"])):
+            name_cell += f" <small>name {_unreadable_span(reason)}</small>"
         if row.deleting:
             status = _DELETING_BADGE
+        elif odd and not vm.status.raw and (reason := unreadable_reason(vm, _CELL_FIELDS["status"])):
+            status = _unreadable_span(reason)
         else:
             status = (
                 f'<span class="badge badge-{escape(vm.status.css_class)}">{escape(vm.status.label)}</span>'
             )
         owner = "" if account.is_own else f" <small>· {escape(account.owner_username)}</small>"
         tier = vm.datacenter.tier if vm.datacenter else None
-        location = escape(row.location) + (f" <small>tier {escape(tier)}</small>" if tier else "")
+        location = _cell(vm, "location", row.location) + (
+            f" <small>tier {escape(tier)}</small>" if tier else ""
+        )
         if row.can_select:
             select = f'<input type="checkbox" name="vm" value="{escape(row.ref)}" aria-label="Select {name}">'
             delete = f'<a href="{detail}delete/" class="row-delete" aria-label="Delete {name}">Delete</a>'
         else:
             select = delete = ""
-        if row.next_billing_utc:
+        if vm.billed_per_second:
+            billing = '<span class="muted" title="Billed per second: there are no epochs">per second</span>'
+        elif row.next_billing_utc:
             billing = f'<span title="{escape(row.next_billing_utc)}">{escape(row.next_billing)}</span>'
         else:
-            billing = "—"
+            billing = _cell(vm, "next_billing", None)
+        cost = row.cost if row.cost is not None else _cell(vm, "cost", None)
         parts.append(
             f'<tr data-vm-id="{escape(vm.id)}"{' class="is-deleting"' if row.deleting else ""}>'
             f"<td>{select}</td>"
-            f'<td class="col-name"><a href="{detail}">{name}</a></td>'
+            f'<td class="col-name">{name_cell}</td>'
             f"<td>{status}</td><td>{escape(account.label)}{owner}</td><td>{location}</td>"
-            f"<td>{escape(row.vcpu)}</td><td>{escape(row.ram)}</td><td>{escape(row.storage)}</td>"
-            f"<td>{escape(vm.public_ip or '—')}</td><td>{escape(row.price)}</td><td>{billing}</td>"
-            f"<td>{escape(row.age)}</td><td>{delete}</td></tr>"
+            f"<td>{_cell(vm, 'vcpu', row.vcpu)}</td><td>{_cell(vm, 'ram', row.ram)}</td>"
+            f"<td>{_cell(vm, 'storage', row.storage)}</td><td>{_cell(vm, 'ip', vm.public_ip)}</td>"
+            f'<td class="col-cost">{cost}</td><td>{billing}</td>'
+            f"<td>{_cell(vm, 'age', row.age)}</td><td>{delete}</td></tr>"
         )
     return SafeString("".join(parts))

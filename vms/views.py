@@ -1,5 +1,7 @@
 """Views: parse the request, call a selector or a service, render. Nothing else."""
 
+import dataclasses
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,7 +19,7 @@ from vms import audit, ratelimit, selectors, services
 from vms.billing import epoch_progress
 from vms.fluence.models import is_valid_vm_id
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
-from vms.listing import VmQuery, render_rows, row_views, table_columns, table_page
+from vms.listing import VmQuery, render_rows, row_views, switch_notice, table_columns, table_page
 from vms.permissions import ROLE_LABELS, can_delete_vms, can_manage_key, can_share_key
 from vms.services import RequestMeta
 
@@ -68,12 +70,27 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         else settings.VM_POLL_SLOW_SECONDS,
         "data_time": _data_time(listing.accounts),
         "now": now,
+        "switched": _switch_notices(request.user, listing.accounts),
     }
     return _render(request, "vms/list.html", "vms/list_partial.html", context)
 
 
-def _vm_context(request: HttpRequest, key_id: int, vm_id: str) -> dict:
-    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
+def _switch_notices(user, results) -> list:
+    """(result, sentence) for each key the portal just moved to another API generation (rare: one query
+    then, none otherwise)."""
+    switched = [result for result in results if result.switched_to]
+    if not switched:
+        return []
+    keys = selectors.apikeys_for_user(user=user).filter(pk__in=[result.account.key_id for result in switched])
+    previous = dict(keys.values_list("pk", "previous_generation"))
+    return [
+        (result, switch_notice(previous.get(result.account.key_id), result.switched_to))
+        for result in switched
+    ]
+
+
+def _vm_context(request: HttpRequest, key_id: int, vm_id: str, *, fresh: bool = False) -> dict:
+    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id, fresh=fresh)
     if lookup is None:
         raise Http404("No such VM.")
     now = timezone.now()
@@ -95,11 +112,32 @@ def _vm_context(request: HttpRequest, key_id: int, vm_id: str) -> dict:
 @login_required
 @require_GET
 def vm_detail(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
-    context = _vm_context(request, key_id, vm_id)
+    # The page shows every field: where the key's API can answer for one VM, it is asked afresh.
+    context = _vm_context(request, key_id, vm_id, fresh=True)
+    context["vm"] = _with_listed_plan(request, key_id, vm_id, context["vm"])
     context["history"] = audit.events_for_vm(user=request.user, key_id=key_id, vm_id=vm_id)
     # A VM that is gone (or never was) under this key is a 404, with a page that says so plainly.
     status = 404 if context["vm"] is None and context["result"].problem is None else 200
     return _render(request, "vms/detail.html", "vms/detail.html#vm-status", context, status=status)
+
+
+def _with_listed_plan(request: HttpRequest, key_id: int, vm_id: str, vm):
+    """Today's API sends a VM's plan (configurationName, vcpu, ramGb) in lists only, not in a single VM's
+    answer: keep the list's values rather than show them as missing. (Its place is the selector that asks
+    for the single VM; until it does this, the page does.)"""
+    if vm is None or not vm.billed_per_second:
+        return vm
+    if vm.configuration_name and vm.vcpu_count is not None and vm.ram_gb is not None:
+        return vm
+    listed = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
+    if listed is None or listed.vm is None:
+        return vm
+    return dataclasses.replace(
+        vm,
+        configuration_name=vm.configuration_name or listed.vm.configuration_name,
+        vcpu_count=listed.vm.vcpu_count if vm.vcpu_count is None else vm.vcpu_count,
+        ram_gb=listed.vm.ram_gb if vm.ram_gb is None else vm.ram_gb,
+    )
 
 
 @login_required
@@ -141,13 +179,28 @@ def _shareable_key(request: HttpRequest, key_id: int):
 @require_http_methods(["GET"])
 def key_list(request: HttpRequest) -> HttpResponse:
     visible = selectors.apikeys_for_user(user=request.user)
-    own = visible.filter(owner=request.user).prefetch_related("shares__group")
-    shared = visible.exclude(owner=request.user).order_by("owner__username", "label", "pk")
+    own = list(visible.filter(owner=request.user).prefetch_related("shares__group"))
+    shared = list(visible.exclude(owner=request.user).order_by("owner__username", "label", "pk"))
+    balances = _balances(request.user, own + shared)
     context = {
-        "own_keys": [(api_key, can_share_key(user=request.user, api_key=api_key)) for api_key in own],
-        "shared_keys": [(api_key, ROLE_LABELS[api_key.role_for_user]) for api_key in shared],
+        "own_keys": [
+            (api_key, can_share_key(user=request.user, api_key=api_key), balances.get(api_key.pk))
+            for api_key in own
+        ],
+        "shared_keys": [
+            (api_key, ROLE_LABELS[api_key.role_for_user], balances.get(api_key.pk)) for api_key in shared
+        ],
     }
     return render(request, "vms/keys.html", context)
+
+
+def _balances(user, api_keys) -> dict:
+    """Key id -> the prepaid balance of today's API, read through the VM list's cache (the same answer the
+    list page shows). Only keys of today's API have one: without such a key nothing is fetched."""
+    if not any(api_key.generation == "b" for api_key in api_keys):
+        return {}
+    listing = selectors.vms_for_user(user=user)
+    return {result.account.key_id: result.balance for result in listing.accounts if result.balance}
 
 
 @login_required

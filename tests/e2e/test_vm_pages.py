@@ -47,10 +47,11 @@ def test_sort_and_filter_survive_a_reload(page, portal, sandbox):
     assert _row_names(page) == before
     locations = page.locator("#vm-table tbody td:nth-child(5)").all_inner_texts()
     assert locations and all("France" in location for location in locations)
-    prices = [
-        float(text.split()[0]) for text in page.locator("#vm-table tbody td:nth-child(10)").all_inner_texts()
-    ]
-    assert prices == sorted(prices, reverse=True)
+    # Sorted by the cost per day within each currency: USD is never ranked against USDC as if equal.
+    costs = [text.split()[:2] for text in page.locator("#vm-table tbody td:nth-child(10)").all_inner_texts()]
+    for currency in {currency for _, currency in costs}:
+        prices = [float(amount.replace(",", "")) for amount, unit in costs if unit == currency]
+        assert prices == sorted(prices, reverse=True)
 
 
 def test_a_launching_vm_turns_active_without_a_reload(page, portal, sandbox, settings):
