@@ -35,12 +35,13 @@ def _plain(number: Decimal) -> str:
 # --- money -----------------------------------------------------------------------------------------------
 
 
-def _fixed(number: Decimal, step: Decimal) -> str:
-    """`number` rounded half-even to `step` ("0.01"), in plain notation, never a negative zero."""
+def _fixed(number: Decimal, step: Decimal, spec: str = "f") -> str:
+    """`number` rounded half-even to `step` ("0.01"), formatted with `spec` (plain notation by default),
+    never a negative zero."""
     with localcontext() as context:
         context.prec = 60
         rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
-    return format(abs(rounded) if rounded == 0 else rounded, "f")
+    return format(abs(rounded) if rounded == 0 else rounded, spec)
 
 
 def format_usdc(value: Decimal | None) -> str:
@@ -49,28 +50,24 @@ def format_usdc(value: Decimal | None) -> str:
     return MISSING if number is None else _fixed(number, Decimal("0.000001"))
 
 
-def format_usdc_short(value: Decimal | None) -> str:
-    """A USDC amount rounded to cents for totals ("17.85"); "<0.01" for a non-zero amount below a cent."""
+def _cents(value: Decimal | None, spec: str) -> str:
+    """An amount rounded to cents; "<0.01" for a non-zero amount below a cent, so it never reads as free."""
     number = _decimal(value)
     if number is None:
         return MISSING
     if number != 0 and abs(number) < Decimal("0.01"):
         return "<0.01" if number > 0 else "-<0.01"
-    return _fixed(number, Decimal("0.01"))
+    return _fixed(number, Decimal("0.01"), spec)
+
+
+def format_usdc_short(value: Decimal | None) -> str:
+    """A USDC amount rounded to cents for totals ("17.85")."""
+    return _cents(value, "f")
 
 
 def format_money(value: Decimal | None) -> str:
-    """An amount of any currency rounded to cents, with thousands separators ("1,423.10"); "<0.01" for a
-    non-zero amount below a cent, so that a cheap VM never reads as free."""
-    number = _decimal(value)
-    if number is None:
-        return MISSING
-    if number != 0 and abs(number) < Decimal("0.01"):
-        return "<0.01" if number > 0 else "-<0.01"
-    with localcontext() as context:
-        context.prec = 60
-        rounded = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
-    return format(abs(rounded) if rounded == 0 else rounded, ",.2f")
+    """An amount of any currency rounded to cents, with thousands separators ("1,423.10")."""
+    return _cents(value, ",.2f")
 
 
 def format_exact(value: Decimal | None) -> str:
@@ -89,8 +86,13 @@ def format_mib(mib: Decimal | None) -> str:
         return MISSING
     for unit, size in _MIB_UNITS:
         if abs(number) >= size:
-            return f"{_plain((number / size).quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN))} {unit}"
-    return f"{_plain(number.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN))} MiB"
+            return f"{_two_places(number / size)} {unit}"
+    return f"{_two_places(number)} MiB"
+
+
+def _two_places(number: Decimal) -> str:
+    """A size rounded to two decimals, without trailing zeros: 4.00 -> "4", 3.725 -> "3.72"."""
+    return _plain(number.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
 
 
 def format_gb(gigabytes: Decimal | None) -> str:
@@ -98,7 +100,7 @@ def format_gb(gigabytes: Decimal | None) -> str:
     number = _decimal(gigabytes)
     if number is None:
         return MISSING
-    return f"{_plain(number.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN))} GB"
+    return f"{_two_places(number)} GB"
 
 
 # --- places ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from vms.display import (
     format_usdc,
     format_utc,
 )
-from vms.fluence.client import GENERATION_LABELS
+from vms.fluence.client import generation_label
 from vms.fluence.models import StatusClass, Vm
 from vms.selectors import AccountResult, VmRow
 
@@ -325,10 +325,6 @@ def unreadable_vms(result: AccountResult) -> tuple[tuple[UnreadableVm, ...], int
     return shown, max(0, len(odd) - UNREADABLE_NAMES_SHOWN)
 
 
-def generation_label(generation: str | None) -> str:
-    return GENERATION_LABELS.get(generation or "", generation or "")
-
-
 def switch_notice(previous: str | None, current: str) -> str:
     """What a person is told when Fluence retired the API path a key used and the portal moved it."""
     before = f"on the {generation_label(previous)}" if previous else "on its former API path"
@@ -469,15 +465,6 @@ _CELL_FIELDS = {
 }
 
 
-def unreadable_reason(vm: Vm, names: tuple[str, ...]) -> str | None:
-    """Why the first of these fields could not be read, or None when all of them could."""
-    for item in vm.unreadable:
-        for name in names:
-            if item.field == name or item.field.startswith(name + "."):
-                return item.reason
-    return None
-
-
 def _unreadable_span(reason: str) -> str:
     return f'<span class="unreadable" title="{escape(reason)}">unreadable</span>'
 
@@ -487,7 +474,7 @@ def _cell(vm: Vm, cell: str, text: str | None) -> str:
     if text is not None:
         return escape(text)
     if vm.unreadable:
-        reason = unreadable_reason(vm, _CELL_FIELDS[cell])
+        reason = vm.unreadable_reason(*_CELL_FIELDS[cell])
         if reason is not None:
             return _unreadable_span(reason)
     return "—"
@@ -501,11 +488,11 @@ def render_rows(rows: list[RowView]) -> SafeString:
         detail = escape(row.detail_url)
         odd = bool(vm.unreadable)
         name_cell = f'<a href="{detail}">{name}</a>'
-        if odd and vm.name is None and (reason := unreadable_reason(vm, _CELL_FIELDS["name"])):
+        if odd and vm.name is None and (reason := vm.unreadable_reason(*_CELL_FIELDS["name"])):
             name_cell += f" <small>name {_unreadable_span(reason)}</small>"
         if row.deleting:
             status = _DELETING_BADGE
-        elif odd and not vm.status.raw and (reason := unreadable_reason(vm, _CELL_FIELDS["status"])):
+        elif odd and not vm.status.raw and (reason := vm.unreadable_reason(*_CELL_FIELDS["status"])):
             status = _unreadable_span(reason)
         else:
             status = (

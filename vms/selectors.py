@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from vms import resilience
 from vms.crypto import SecretDecryptionError
-from vms.fluence.client import ADAPTERS, FluenceClient, ListAnswer, detect_generation
+from vms.fluence.client import ADAPTERS, FluenceClient, ListAnswer, detect_generation, generation_label
 from vms.fluence.errors import AuthError, BadResponse, FluenceError, NotFound, RateLimited, Unavailable
 from vms.fluence.models import Balance, Vm
 from vms.models import ApiKey
@@ -46,7 +46,7 @@ class Account:
 
     @property
     def generation_label(self) -> str:
-        return ADAPTERS[self.generation].label if self.generation in ADAPTERS else self.generation
+        return generation_label(self.generation)
 
     @property
     def is_own(self) -> bool:

@@ -1,7 +1,5 @@
 """Views: parse the request, call a selector or a service, render. Nothing else."""
 
-import dataclasses
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -114,30 +112,10 @@ def _vm_context(request: HttpRequest, key_id: int, vm_id: str, *, fresh: bool = 
 def vm_detail(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     # The page shows every field: where the key's API can answer for one VM, it is asked afresh.
     context = _vm_context(request, key_id, vm_id, fresh=True)
-    context["vm"] = _with_listed_plan(request, key_id, vm_id, context["vm"])
     context["history"] = audit.events_for_vm(user=request.user, key_id=key_id, vm_id=vm_id)
     # A VM that is gone (or never was) under this key is a 404, with a page that says so plainly.
     status = 404 if context["vm"] is None and context["result"].problem is None else 200
     return _render(request, "vms/detail.html", "vms/detail.html#vm-status", context, status=status)
-
-
-def _with_listed_plan(request: HttpRequest, key_id: int, vm_id: str, vm):
-    """Today's API sends a VM's plan (configurationName, vcpu, ramGb) in lists only, not in a single VM's
-    answer: keep the list's values rather than show them as missing. (Its place is the selector that asks
-    for the single VM; until it does this, the page does.)"""
-    if vm is None or not vm.billed_per_second:
-        return vm
-    if vm.configuration_name and vm.vcpu_count is not None and vm.ram_gb is not None:
-        return vm
-    listed = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
-    if listed is None or listed.vm is None:
-        return vm
-    return dataclasses.replace(
-        vm,
-        configuration_name=vm.configuration_name or listed.vm.configuration_name,
-        vcpu_count=listed.vm.vcpu_count if vm.vcpu_count is None else vm.vcpu_count,
-        ram_gb=listed.vm.ram_gb if vm.ram_gb is None else vm.ram_gb,
-    )
 
 
 @login_required

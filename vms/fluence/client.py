@@ -349,7 +349,6 @@ class GenerationBAdapter(ApiAdapter):
         """The balances answer as Fluence sent it (read later with the list), or None on any failure."""
         try:
             answer = client.send(ApiRequest("GET", "/v2/users/balances"))
-            parse_balance(answer)
         except FluenceError as error:
             logger.warning("reading the account's balance failed: %s", type(error).__name__)
             return None
@@ -379,6 +378,11 @@ ADAPTERS: dict[str, ApiAdapter] = {
 }
 GENERATIONS = tuple(ADAPTERS)  # the order in which a new key is probed: today's API first
 GENERATION_LABELS = {name: adapter.label for name, adapter in ADAPTERS.items()}
+
+
+def generation_label(generation: str | None) -> str:
+    """A generation in words ("current API"); an unknown name as it is."""
+    return GENERATION_LABELS.get(generation or "", generation or "")
 
 
 # --- one pooled session per thread -----------------------------------------------------------------------

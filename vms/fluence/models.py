@@ -465,8 +465,21 @@ class Vm:
         daily = self.cost_per_day
         return None if daily is None else daily / HOURS_PER_EPOCH * HOURS_PER_MONTH
 
+    def unreadable_field(self, *names: str) -> Unreadable | None:
+        """The first of these fields (or a field inside one: "datacenter" covers "datacenter.tier") that
+        could not be read; None when every one of them could."""
+        for item in self.unreadable:
+            for name in names:
+                if item.field == name or item.field.startswith(name + "."):
+                    return item
+        return None
+
+    def unreadable_reason(self, *names: str) -> str | None:
+        item = self.unreadable_field(*names)
+        return None if item is None else item.reason
+
     def field_unreadable(self, name: str) -> bool:
-        return any(item.field == name or item.field.startswith(name + ".") for item in self.unreadable)
+        return self.unreadable_field(name) is not None
 
     @property
     def can_terminate(self) -> bool:

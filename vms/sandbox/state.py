@@ -272,20 +272,15 @@ class SandboxState:
             now = self.clock()
             created = now if status in vmdata.PENDING else None
             record = vmdata.make_vm(self._rng, name=name, status=status, now=now, created=created)
-            if "id" in overrides:
-                vm_id = overrides["id"]
-                if not isinstance(vm_id, str) or not VM_ID_PATTERN.match(vm_id):
-                    raise ValueError("id must be 0x followed by 40 hex digits")
-                if vm_id.lower() in account.by_id:
-                    raise ValueError("a VM with this id already exists in the account")
-            record.data.update(overrides)
-            while record.id_lower in account.by_id:  # practically never
-                record.data["id"] = vmdata.random_vm_id(self._rng)
-            if activate_after is not None:
-                record.activate_at = now + activate_after
-            account.vms.append(record)
-            account.by_id[record.id_lower] = record
-            account.changed()
+            self._insert(
+                account,
+                record,
+                overrides,
+                id_pattern=VM_ID_PATTERN,
+                id_rule="id must be 0x followed by 40 hex digits",
+                new_id=vmdata.random_vm_id,
+                activate_at=None if activate_after is None else now + activate_after,
+            )
             if record.activate_at is not None and record.activate_at <= now:
                 self._tick(account, now)
             return json.loads(json.dumps(record.data))
@@ -302,22 +297,33 @@ class SandboxState:
         record = data_b.make_vm(
             self._rng, user_id=user_id, name=name, status=status, now=now, created=created
         )
+        self._insert(
+            account,
+            record,
+            overrides,
+            id_pattern=UUID_PATTERN,
+            id_rule="id must be a UUID",
+            new_id=data_b.random_uuid,
+            activate_at=None if activate_after is None else now + activate_after,
+        )
+        self._tick(account, now)
+        return expand_b.api_object(record)
+
+    def _insert(self, account, record, overrides, *, id_pattern, id_rule, new_id, activate_at) -> None:
+        """Put an added VM at the end of the account's list, with a given id checked or a fresh one."""
         if "id" in overrides:
             vm_id = overrides["id"]
-            if not isinstance(vm_id, str) or not UUID_PATTERN.match(vm_id):
-                raise ValueError("id must be a UUID")
+            if not isinstance(vm_id, str) or not id_pattern.match(vm_id):
+                raise ValueError(id_rule)
             if vm_id.lower() in account.by_id:
                 raise ValueError("a VM with this id already exists in the account")
         record.data.update(overrides)
         while record.id_lower in account.by_id:  # practically never
-            record.data["id"] = data_b.random_uuid(self._rng)
-        if activate_after is not None:
-            record.activate_at = now + activate_after
+            record.data["id"] = new_id(self._rng)
+        record.activate_at = activate_at
         account.vms.append(record)
         account.by_id[record.id_lower] = record
         account.changed()
-        self._tick(account, now)
-        return expand_b.api_object(record)
 
     def vms_for(self, key: str) -> list[dict[str, Any]]:
         """The account's VMs as its list would show them now, all of them, in the account's order.

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from vms import display, listing
+from vms.fluence.client import generation_label
 
 register = template.Library()
 
@@ -19,7 +20,7 @@ register.filter("gb", display.format_gb)
 register.filter("country_name", display.country_name)
 register.filter("utc", display.format_utc)
 register.filter("resource_label", display.resource_label)
-register.filter("generation_label", listing.generation_label)
+register.filter("generation_label", generation_label)
 register.filter("unreadable_fields", listing.unreadable_fields)
 register.filter("unreadable_vms", listing.unreadable_vms)
 register.simple_tag(display.city_name, name="city_name")
@@ -64,17 +65,14 @@ def _raw_value(raw, path: str) -> str:
 def unreadable_field(vm, *names) -> str:
     """For a field of `vm` Fluence sent unreadably: "unreadable" (the reason as its title) and the value as
     it was sent. Empty when every named field could be read, so a template can fall back to the value."""
-    if vm is None or not getattr(vm, "unreadable", ()):
+    item = vm.unreadable_field(*names) if vm is not None else None
+    if item is None:
         return ""
-    for item in vm.unreadable:
-        for name in names:
-            if item.field == name or item.field.startswith(name + "."):
-                return format_html(
-                    '<span class="unreadable" title="{}">unreadable</span> <code class="raw-value">{}</code>',
-                    item.reason,
-                    _raw_value(vm.raw, item.field),
-                )
-    return ""
+    return format_html(
+        '<span class="unreadable" title="{}">unreadable</span> <code class="raw-value">{}</code>',
+        item.reason,
+        _raw_value(vm.raw, item.field),
+    )
 
 
 @register.simple_tag
