@@ -205,3 +205,37 @@ def test_a_path_that_stays_gone_is_probed_again_at_most_once_per_ten_minutes(use
     assert len(probes) == 2  # /vms/v3 and /vms/v2, once
     api_key.refresh_from_db()
     assert api_key.generation == "b"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("key", "generation", "deletes"), [("sbx_a_bulk_three", "a", 1), ("sbx_bulk_three", "baseline", 3)]
+)
+def test_bulk_delete_of_one_key_is_one_call_where_the_api_takes_many(user, sandbox, key, generation, deletes):
+    api_key = services.apikey_create(owner=user, label="Bulk", secret=key, base_url=sandbox.url)
+    assert api_key.generation == generation
+    vms = [row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.status.key == "active"][:3]
+
+    results = services.vms_delete(api_key=api_key, vms=vms, meta=META)
+
+    assert [result.vm_id for result in results] == [vm.id for vm in vms]
+    assert all(result.succeeded for result in results)
+    assert sandbox.state.request_count(method="DELETE", key=key) == deletes
+    rows = DeletionEvent.objects.values_list("vm_id", "kind", "outcome")
+    for vm in vms:  # every VM keeps its own intent and outcome
+        assert sorted(kind for vm_id, kind, _ in rows if vm_id == vm.id) == ["intent", "outcome"]
+    assert len({row.correlation_id for row in DeletionEvent.objects.all()}) == 3
+
+
+@pytest.mark.django_db
+def test_a_vm_already_being_deleted_is_left_out_of_the_one_call(user, sandbox):
+    key = "sbx_a_bulk_with_one_done"
+    api_key = services.apikey_create(owner=user, label="Bulk", secret=key, base_url=sandbox.url)
+    vms = [row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.status.key == "active"][:3]
+    selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=vms[1].id)
+
+    results = services.vms_delete(api_key=api_key, vms=vms, meta=META)
+
+    assert [result.outcome for result in results] == ["succeeded", "not_attempted", "succeeded"]
+    assert sandbox.state.request_count(method="DELETE", key=key) == 1
+    assert not DeletionEvent.objects.filter(vm_id=vms[1].id).exists()

@@ -206,10 +206,10 @@ def test_the_intent_row_survives_a_crash_during_the_upstream_call(
 ):
     vm = _vm(sandbox, status="ACTIVE", index=1)
 
-    def killed(self, vm_id):
+    def killed(self, vm_ids):
         raise SystemExit("worker killed mid-call")
 
-    monkeypatch.setattr(FluenceClient, "delete_vm", killed)
+    monkeypatch.setattr(FluenceClient, "delete_vms", killed)
     with pytest.raises(SystemExit):
         alice_client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]})
     intent = DeletionEvent.objects.get()

@@ -236,17 +236,61 @@ def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
     """Delete one VM upstream, audited: an intent row committed first, an outcome row after.
 
     Never retried: a DELETE that may have reached Fluence is recorded as unknown, for a person (or the
-    reconcile_deletions command) to check.
+    reconcile_deletions command) to check. DeletionRefused (nothing sent, nothing recorded) says why not.
     """
-    # Everything that refuses comes before the intent row: a refusal sends nothing and records nothing.
+    (result,) = vms_delete(api_key=api_key, vms=[vm], meta=meta, refuse=True)
+    return result
+
+
+def vms_delete(
+    *, api_key: ApiKey, vms: list[Vm], meta: RequestMeta, refuse: bool = False
+) -> list[DeletionResult]:
+    """Delete several VMs of one key, each with its own intent and outcome rows, in the VMs' order. Where the
+    key's API deletes many in one call (generation A) one call carries them all; else one call each.
+
+    A VM that may not be deleted is not sent: its result is `not_attempted` with the reason (or, with
+    `refuse`, DeletionRefused is raised for it).
+    """
+    # Everything that refuses comes before the intent rows: a refusal sends nothing and records nothing.
     if api_key.base_url not in settings.FLUENCE_API_URLS:
-        raise DeletionRefused(
+        refused = DeletionRefused(
             f"This key points at {api_key.base_url}, which the administrator no longer allows. "
             "Nothing was sent."
         )
+        if refuse:
+            raise refused
+        return [DeletionResult.not_attempted(vm, str(refused)) for vm in vms]
     client = FluenceClient(
         base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
     )
+    lock_seconds = int(2 * (client.connect_timeout + client.read_timeout)) + 5
+    numbered = list(enumerate(vms))
+    # One call for all, or one call each, checked right before it (a 429 on one stops those after it).
+    calls = [numbered] if client.adapter.deletes_in_one_call else [[item] for item in numbered]
+    results: dict[int, DeletionResult] = {}
+    for call in calls:
+        accepted: list[tuple[int, Vm, str]] = []
+        try:
+            for position, vm in call:
+                try:
+                    accepted.append((position, vm, _deletion_lock(client, api_key, vm, meta, lock_seconds)))
+                except DeletionRefused as refused:
+                    if refuse:
+                        raise
+                    results[position] = DeletionResult.not_attempted(vm, str(refused))
+            if accepted:
+                done = _delete_audited(
+                    client=client, api_key=api_key, vms=[vm for _, vm, _ in accepted], meta=meta
+                )
+                results.update(zip([position for position, _, _ in accepted], done, strict=True))
+        finally:
+            cache.delete_many([lock for _, _, lock in accepted])
+    return [results[position] for position in range(len(vms))]
+
+
+def _deletion_lock(client: FluenceClient, api_key: ApiKey, vm: Vm, meta: RequestMeta, seconds: int) -> str:
+    """Check that this VM may be deleted now and take its in-flight lock (the lock's cache key), or raise
+    DeletionRefused."""
     if not client.adapter.is_valid_id(vm.id):
         raise DeletionRefused("This VM's id is not one this account's API can delete. Nothing was sent.")
     if not vm.can_terminate:
@@ -264,47 +308,29 @@ def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
         raise DeletionRefused("Fluence already accepted a deletion of this VM. Nothing was sent again.")
     # One deletion of a VM at a time, across every process: a double click or a second tab sends nothing.
     in_flight = f"fluence:deleting-now:{api_key.pk}:{vm.key}"
-    if not cache.add(
-        in_flight, meta.request_id or "1", timeout=int(2 * (client.connect_timeout + client.read_timeout)) + 5
-    ):
+    if not cache.add(in_flight, meta.request_id or "1", timeout=seconds):
         raise DeletionRefused("A deletion of this VM is already under way. Nothing was sent again.")
-    try:
-        return _delete_audited(client=client, api_key=api_key, vm=vm, meta=meta)
-    finally:
-        cache.delete(in_flight)
+    return in_flight
 
 
-def _delete_audited(*, client: FluenceClient, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
-    # No transaction.atomic here: in autocommit the intent row is committed before the upstream call,
-    # so a crash or a kill during the call cannot take it back.
-    correlation_id = uuid.uuid4()
-    snapshot = {
-        "correlation_id": correlation_id,
-        "actor_username": meta.actor_username,
-        "actor_id": meta.actor_id,
-        "client_ip": meta.client_ip,
-        "user_agent": meta.user_agent,
-        "request_id": meta.request_id,
-        "key_id": str(api_key.pk),
-        "key_label": api_key.label,
-        "key_fingerprint": api_key.fingerprint,
-        "key_owner_username": api_key.owner.get_username(),
-        "base_url": api_key.base_url,
-        "vm_id": vm.id,
-        "vm_name": (vm.name or "")[:200],
-        "vm_snapshot": vm.raw_snapshot(),
-    }
-    DeletionEvent.objects.create(kind=DeletionEvent.Kind.INTENT, created_at=timezone.now(), **snapshot)
-    logger.info(
-        "vm delete requested: vm=%s key=%s (…%s) by %s",
-        vm.id,
-        api_key.pk,
-        api_key.fingerprint,
-        meta.actor_username,
-    )
+def _delete_audited(
+    *, client: FluenceClient, api_key: ApiKey, vms: list[Vm], meta: RequestMeta
+) -> list[DeletionResult]:
+    # No transaction.atomic here: in autocommit the intent rows are committed before the upstream call,
+    # so a crash or a kill during the call cannot take them back.
+    snapshots = [_audit_snapshot(api_key, vm, meta) for vm in vms]
+    for vm, snapshot in zip(vms, snapshots, strict=True):
+        DeletionEvent.objects.create(kind=DeletionEvent.Kind.INTENT, created_at=timezone.now(), **snapshot)
+        logger.info(
+            "vm delete requested: vm=%s key=%s (…%s) by %s",
+            vm.id,
+            api_key.pk,
+            api_key.fingerprint,
+            meta.actor_username,
+        )
     status = None
     try:
-        client.delete_vm(vm.id)
+        client.delete_vms([vm.id for vm in vms])
     except FluenceError as error:
         status = error.status
         if isinstance(error, RateLimited):
@@ -323,19 +349,49 @@ def _delete_audited(*, client: FluenceClient, api_key: ApiKey, vm: Vm, meta: Req
     else:
         outcome = DeletionEvent.Outcome.SUCCEEDED
         message = "Fluence accepted the deletion; the VM leaves the list once the provider has finished."
-        selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=vm.id)
-    DeletionEvent.objects.create(
-        kind=DeletionEvent.Kind.OUTCOME,
-        outcome=outcome,
-        upstream_status=status,
-        message=message,
-        created_at=timezone.now(),
-        **snapshot,
-    )
-    logger.info("vm delete %s: vm=%s key=%s status=%s", outcome, vm.id, api_key.pk, status)
-    return DeletionResult(
-        vm_id=vm.id, vm_name=vm.name, outcome=outcome, message=message, correlation_id=correlation_id
-    )
+        for vm in vms:
+            selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=vm.id)
+    results = []
+    for vm, snapshot in zip(vms, snapshots, strict=True):
+        DeletionEvent.objects.create(
+            kind=DeletionEvent.Kind.OUTCOME,
+            outcome=outcome,
+            upstream_status=status,
+            message=message,
+            created_at=timezone.now(),
+            **snapshot,
+        )
+        logger.info("vm delete %s: vm=%s key=%s status=%s", outcome, vm.id, api_key.pk, status)
+        results.append(
+            DeletionResult(
+                vm_id=vm.id,
+                vm_name=vm.name,
+                outcome=outcome,
+                message=message,
+                correlation_id=snapshot["correlation_id"],
+            )
+        )
+    return results
+
+
+def _audit_snapshot(api_key: ApiKey, vm: Vm, meta: RequestMeta) -> dict:
+    """The text copies of who, which key and which VM that both audit rows of one deletion carry."""
+    return {
+        "correlation_id": uuid.uuid4(),
+        "actor_username": meta.actor_username,
+        "actor_id": meta.actor_id,
+        "client_ip": meta.client_ip,
+        "user_agent": meta.user_agent,
+        "request_id": meta.request_id,
+        "key_id": str(api_key.pk),
+        "key_label": api_key.label,
+        "key_fingerprint": api_key.fingerprint,
+        "key_owner_username": api_key.owner.get_username(),
+        "base_url": api_key.base_url,
+        "vm_id": vm.id,
+        "vm_name": (vm.name or "")[:200],
+        "vm_snapshot": vm.raw_snapshot(),
+    }
 
 
 # --- sharing keys with groups ---------------------------------------------------------------------------

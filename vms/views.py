@@ -386,13 +386,14 @@ def vm_bulk_delete(request: HttpRequest) -> HttpResponse:
             context["error"] = f"Type {len(selected)} (the number of VMs) to confirm. Nothing was deleted."
             return _render(request, "vms/bulk_delete.html", "vms/bulk_delete.html#dialog", context, 400)
         meta = RequestMeta.from_request(request)
-        outcomes = []
+        # Per key, so that an API that deletes many VMs in one call gets them together.
+        by_key: dict[int, list] = {}
         for row, api_key, _ in selected:
-            try:
-                outcome = services.vm_delete(api_key=api_key, vm=row.vm, meta=meta)
-            except services.DeletionRefused as refused:
-                outcome = services.DeletionResult.not_attempted(row.vm, str(refused))
-            outcomes.append((row.vm, row.account, outcome))
+            by_key.setdefault(api_key.pk, [api_key, []])[1].append(row)
+        outcomes = []
+        for api_key, rows in by_key.values():
+            results = services.vms_delete(api_key=api_key, vms=[row.vm for row in rows], meta=meta)
+            outcomes += [(row.vm, row.account, result) for row, result in zip(rows, results, strict=True)]
         return _deletion_response(request, outcomes)
     status = 400 if request.method == "POST" else 200
     return _render(request, "vms/bulk_delete.html", "vms/bulk_delete.html#dialog", context, status)

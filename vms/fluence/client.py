@@ -105,6 +105,7 @@ class ApiAdapter:
     label: ClassVar[str]  # in words, for people
     auth_statuses: ClassVar[frozenset[int]] = frozenset({400, 401, 403})
     can_get_vm: ClassVar[bool] = False  # a single VM can be asked for (else it is found in the list)
+    deletes_in_one_call: ClassVar[bool] = False  # several VMs are deleted by one request, all or none
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError
@@ -170,6 +171,7 @@ class GenerationAAdapter(BaselineAdapter):
     name = "a"
     label = "2025 API (v3)"
     list_path = "/vms/v3"
+    deletes_in_one_call = True
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"X-API-KEY": api_key}
