@@ -14,12 +14,10 @@ from vms.display import (
     city_name,
     country_name,
     format_age,
-    format_exact,
     format_gb,
     format_mib,
     format_money,
     format_relative,
-    format_usdc,
     format_utc,
 )
 from vms.fluence.client import generation_label
@@ -378,28 +376,19 @@ def _cost_cell(vm: Vm) -> SafeString | None:
     if per_day is None:
         cell = None
     else:
-        exact = (vm.price_hourly_usd, vm.price_monthly_usd) if vm.billed_per_second else (vm.price_per_epoch,)
-        cell = _cost_html(vm.currency, per_day, vm.cost_per_month, exact)
+        per = "second" if vm.billed_per_second else "epoch"
+        cell = _cost_html(vm.currency, per_day, vm.cost_per_month, per)
     if len(_COST_CELLS) >= _COST_CELLS_MAX:
         _COST_CELLS.clear()
     _COST_CELLS[key] = cell
     return cell
 
 
-def _cost_html(currency: str, per_day: Decimal, per_month: Decimal | None, exact: tuple) -> SafeString:
-    if len(exact) == 2:
-        hourly, monthly = exact
-        billing = "per second"
-        title = (
-            f"{format_exact(hourly)} {currency} per hour, {format_exact(monthly)} {currency} per month "
-            "of 730 h; billed per second"
-        )
-    else:
-        billing = "per epoch"
-        title = f"{format_usdc(exact[0])} {currency} per 24 h epoch, paid in advance"
+def _cost_html(currency: str, per_day: Decimal, per_month: Decimal | None, per: str) -> SafeString:
+    # Kept short: this cell is on every row of every refresh (the heading says "/ day · month").
     return SafeString(
-        f'<span class="cost" title="{escape(title)}">{escape(format_money(per_day))} {escape(currency)} / day'
-        f'</span><br><small class="muted">{escape(format_money(per_month))} / month · {billing}</small>'
+        f"{escape(format_money(per_day))} {escape(currency)}"
+        f"<small>{escape(format_money(per_month))}/mo · {per}</small>"
     )
 
 
@@ -504,12 +493,13 @@ def render_rows(rows: list[RowView]) -> SafeString:
             f" <small>tier {escape(tier)}</small>" if tier else ""
         )
         if row.can_select:
-            select = f'<input type="checkbox" name="vm" value="{escape(row.ref)}" aria-label="Select {name}">'
+            # The checkbox is named by its VM ("web-1, checkbox"): the row is sent on every refresh.
+            select = f'<input type="checkbox" name="vm" value="{escape(row.ref)}" aria-label="{name}">'
             delete = f'<a href="{detail}delete/" class="row-delete" aria-label="Delete {name}">Delete</a>'
         else:
             select = delete = ""
         if vm.billed_per_second:
-            billing = '<span class="muted" title="Billed per second: there are no epochs">per second</span>'
+            billing = "<small>per second</small>"  # no epochs: billed by the second
         elif row.next_billing_utc:
             billing = f'<span title="{escape(row.next_billing_utc)}">{escape(row.next_billing)}</span>'
         else:
@@ -518,11 +508,11 @@ def render_rows(rows: list[RowView]) -> SafeString:
         parts.append(
             f'<tr data-vm-id="{escape(vm.id)}"{' class="is-deleting"' if row.deleting else ""}>'
             f"<td>{select}</td>"
-            f'<td class="col-name">{name_cell}</td>'
+            f"<td>{name_cell}</td>"
             f"<td>{status}</td><td>{escape(account.label)}{owner}</td><td>{location}</td>"
             f"<td>{_cell(vm, 'vcpu', row.vcpu)}</td><td>{_cell(vm, 'ram', row.ram)}</td>"
             f"<td>{_cell(vm, 'storage', row.storage)}</td><td>{_cell(vm, 'ip', vm.public_ip)}</td>"
-            f'<td class="col-cost">{cost}</td><td>{billing}</td>'
+            f"<td>{cost}</td><td>{billing}</td>"
             f"<td>{_cell(vm, 'age', row.age)}</td><td>{delete}</td></tr>"
         )
     return SafeString("".join(parts))

@@ -24,7 +24,7 @@ def fast(settings, sandbox):
 def test_delete_one_vm_from_its_detail_page(page, portal, sandbox, fast):
     vm = next(vm for vm in sandbox.state.vms_for(STAGING) if vm["status"] == "ACTIVE")
     sign_in(page, portal)
-    page.click(f'#vm-table tr[data-vm-id="{vm["id"]}"] td.col-name a')
+    page.click(f'#vm-table tr[data-vm-id="{vm["id"]}"] td:nth-child(2) a')
     page.click("#delete-vm-button")
     dialog = page.locator("dialog#modal")
     expect(dialog).to_be_visible()

@@ -23,15 +23,12 @@ def test_current_and_2025_accounts_share_one_table_with_readable_prices(page, po
     assert cloud.count() > 0 and staging.count() > 0
     cloud_prices = cloud.locator("td:nth-child(10)").all_inner_texts()
     staging_prices = staging.locator("td:nth-child(10)").all_inner_texts()
-    usd = re.compile(r"[\d,]+\.\d\d USD / day\s+[\d,]+\.\d\d / month · per second")
-    usdc = re.compile(r"[\d,]+\.\d\d USDC / day\s+[\d,]+\.\d\d / month · per epoch")
+    usd = re.compile(r"\A[\d,]+\.\d\d USD\n[\d,]+\.\d\d/mo · second\Z")
+    usdc = re.compile(r"\A[\d,]+\.\d\d USDC\n[\d,]+\.\d\d/mo · epoch\Z")
     # Today's API may leave a price out (null): that cell says so, every other one reads as a price.
     assert all(usd.search(text) or text == "—" for text in cloud_prices), cloud_prices
     assert sum(bool(usd.search(text)) for text in cloud_prices) >= len(cloud_prices) - 2, cloud_prices
     assert all(usdc.search(text) for text in staging_prices), staging_prices
-    # The exact amounts and how each is billed are a hover away.
-    titles = cloud.locator("td:nth-child(10) .cost").evaluate_all("spans => spans.map(s => s.title)")
-    assert titles and all("per hour" in title and "billed per second" in title for title in titles)
     # One total per currency: USD is never added to USDC.
     totals = page.locator("#vm-spend .spend")
     assert sorted(totals.evaluate_all("spans => spans.map(s => s.dataset.currency)")) == ["USD", "USDC"]

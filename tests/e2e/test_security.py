@@ -59,7 +59,7 @@ def test_every_page_runs_without_a_single_csp_violation(page, portal, violations
     _settle(page)
 
     # A detail page, and its delete dialog opened (never confirmed).
-    page.locator("#vm-table tbody tr[data-vm-id^='0x'] td.col-name > a").first.click()
+    page.locator("#vm-table tbody tr[data-vm-id^='0x'] td:nth-child(2) > a").first.click()
     page.wait_for_url(re.compile(r"/vms/\d+/0x"))
     _settle(page)
     page.locator("#delete-vm-button").click()
@@ -94,7 +94,7 @@ def test_hostile_upstream_text_renders_as_inert_text(page, portal, sandbox, sett
         # The list: the name is shown literally, the upstream error message too.
         page.locator("#vm-search").press_sequentially("evil", delay=30)
         page.wait_for_url(re.compile(r"q=evil"))
-        expect(page.locator("#vm-table tbody td.col-name > a")).to_have_text(f"evil {SCRIPT}{IMG}")
+        expect(page.locator("#vm-table tbody td:nth-child(2) > a")).to_have_text(f"evil {SCRIPT}{IMG}")
         problem = page.locator(".account-problem", has_text="Refusing")
         expect(problem).to_contain_text(HostileApi.message)
         screenshot(page, "security-hostile-list")

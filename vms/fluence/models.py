@@ -198,8 +198,8 @@ def parse_money(value: object, *, micro_if_integer: bool = True) -> Decimal:
     - an integer, or a string of digits only (baseline `reservedBalance`/`totalSpent`: "359440"),
       is micro-USDC when `micro_if_integer` (the baseline): 298160 -> 0.298160;
     - a string with a "." ("2.4352", ".30697") is already USDC (generation A and later).
-    A later version sending a whole number of USDC as "2" would be misread as micro-USDC; no document
-    shows that form, and every documented later value carries a ".", so the heuristic holds for them.
+    The parsers pass `micro_if_integer=False` for generation A's balances and for USD amounts, so a
+    whole number there ("5") is read as it is.
     bool, float, NaN, infinity, exponents and anything else raise ValueError.
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
