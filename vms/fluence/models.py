@@ -637,9 +637,10 @@ class _Reader:
         self.problems = problems
         self.prefix = prefix
 
-    def __call__(self, parse, name: str, default=None, **options):
+    def __call__(self, parse, name: str, default=None):
+        # No keyword options here: this runs for every field of every VM, and packing them costs.
         try:
-            return parse(self.obj, name, **options)
+            return parse(self.obj, name)
         except BadResponse as error:
             self.note(name, error.detail)
             return default
@@ -747,7 +748,7 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
     if price_per_epoch is None and "pricePerEpoch" not in obj:
         read.note("pricePerEpoch", "the field 'pricePerEpoch' is missing")
     # Balances: digit-only strings are micro-USDC in the baseline only; generation A sends USDC.
-    micro = generation == "baseline"
+    balance = _micro_amount if generation == "baseline" else _amount
     try:
         datacenter = parse_datacenter(obj.get("datacenter"), problems)
     except BadResponse as error:
@@ -758,8 +759,8 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
         name=read(_optional_str, "vmName") or None,
         status=_status_of(read(_optional_str, "status") or ""),
         price_per_epoch=price_per_epoch,
-        reserved_balance=read(_money, "reservedBalance", required=False, micro_if_integer=micro),
-        total_spent=read(_money, "totalSpent", required=False, micro_if_integer=micro),
+        reserved_balance=read(balance, "reservedBalance"),
+        total_spent=read(balance, "totalSpent"),
         created_at=read(_timestamp, "createdAt"),
         next_billing_at=read(_timestamp, "nextBillingAt"),
         os_image=read(_optional_str, "osImage") or None,
@@ -777,8 +778,14 @@ def _parse_a_vm(obj: Mapping, locations: Mapping) -> Vm:
     return _parse_2025_vm(obj, locations, "a")
 
 
-def _usd(obj: Mapping, name: str) -> Decimal | None:
+def _amount(obj: Mapping, name: str) -> Decimal | None:
+    """An optional amount already in its unit (USDC of generation A, USD of today's API)."""
     return _money(obj, name, required=False, micro_if_integer=False)
+
+
+def _micro_amount(obj: Mapping, name: str) -> Decimal | None:
+    """An optional baseline balance: digit-only strings and integers are micro-USDC."""
+    return _money(obj, name, required=False)
 
 
 def _optional_bool(obj: Mapping, name: str) -> bool | None:
@@ -849,8 +856,8 @@ def _parse_b_vm(obj: Mapping, locations: Mapping) -> Vm:
         ports=(),
         resources=(),
         generation="b",
-        price_hourly_usd=read(_usd, "priceHourlyUsd"),
-        price_monthly_usd=read(_usd, "priceMonthlyUsd"),
+        price_hourly_usd=read(_amount, "priceHourlyUsd"),
+        price_monthly_usd=read(_amount, "priceMonthlyUsd"),
         vcpu_count=read(_optional_int, "vcpu"),
         ram_gb=read(_gigabytes, "ramGb"),
         storage_gb=volume,
