@@ -465,3 +465,16 @@ def test_nothing_answering_is_not_found(mocked):
 
     with pytest.raises(NotFound):
         detect_generation(base_url=BASE, api_key=KEY)
+
+
+def test_a_later_page_that_is_not_json_fails_the_whole_list(client, mocked):
+    serve_locations_and_balance(mocked)
+    first = page([vm_object(1)], current=1, per_page=1, total_pages=2, total=2)
+    mocked.get(LIST_URL, json=first, match=[matchers.query_param_matcher({"perPage": "100", **EXPAND})])
+    query = {"page": "2", "perPage": "1", **EXPAND}
+    mocked.get(LIST_URL, body=b'{"items": [{"id": "trunc', match=[matchers.query_param_matcher(query)])
+
+    with pytest.raises(BadResponse) as caught:
+        client.list_vms()
+
+    assert "not JSON" in caught.value.user_message and KEY not in caught.value.user_message

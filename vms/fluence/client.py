@@ -276,8 +276,12 @@ class GenerationBAdapter(ApiAdapter):
                     f"{MAX_PAGES} ({MAX_PAGES * per_page:,} VMs)."
                 )
             pages = [
+                # Left undecoded: the pages are decoded once, together, when the list is read.
                 _in_pool(
-                    client.send, ApiRequest("GET", "/v2/vms", params=self._page_query(page, per_page)), True
+                    client.send,
+                    ApiRequest("GET", "/v2/vms", params=self._page_query(page, per_page)),
+                    True,
+                    False,
                 )
                 for page in range(base + 1, base + min(total_pages, MAX_PAGES))
             ]
@@ -308,7 +312,10 @@ class GenerationBAdapter(ApiAdapter):
         return {**first, "perPage": str(per_page), **_EXPAND}
 
     def read_cached(self, body: bytes) -> ListAnswer:
-        stored = json.loads(body)
+        try:
+            stored = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadResponse("a page of the VM list is not JSON") from None
         items, notes = _merged_items(stored["pages"])
         vms, unreadable = (
             parse_vm_list_lenient(
@@ -544,8 +551,10 @@ class FluenceClient:
 
     # transport
 
-    def send(self, request: ApiRequest, with_body: bool = False):
-        """Perform one request: its decoded JSON (None for an empty body), with the raw body if asked."""
+    def send(self, request: ApiRequest, with_body: bool = False, decode: bool = True):
+        """Perform one request: its decoded JSON (None for an empty body), with the raw body if asked.
+        `decode=False` leaves a success's body undecoded (None in its place) for a caller that decodes it
+        later with others (the pages of a list)."""
         # Only idempotent requests are retried, once, without sleeping, and only when the first attempt
         # surely changed nothing worth keeping: a connection failure or a gateway error (502/503/504).
         # A read timeout is not retried: it would double the wait of a page that is already slow.
@@ -560,7 +569,7 @@ class FluenceClient:
                 raise
             if response.status_code in RETRYABLE_STATUSES and attempt < attempts:
                 continue
-            decoded = self._decode(request, response)
+            decoded = self._decode(request, response, decode)
             return (decoded, response.content) if with_body else decoded
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -607,12 +616,14 @@ class FluenceClient:
         # Raised outside the except blocks: no chained cause carries a requests exception (and its request).
         raise error
 
-    def _decode(self, request: ApiRequest, response: requests.Response) -> object:
+    def _decode(self, request: ApiRequest, response: requests.Response, decode: bool = True) -> object:
         status = response.status_code
         if 200 <= status < 300:
             if not response.content.strip():
                 if request.method == "GET":
                     raise BadResponse("the answer was empty", status=status)
+                return None
+            if not decode:
                 return None
             try:
                 return response.json()
