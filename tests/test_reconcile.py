@@ -190,3 +190,19 @@ def test_one_list_call_per_key_per_run(api_key, sandbox, present_vm):
     reconcile()
     assert sandbox.state.request_count(method="GET") == 1
     assert sandbox.state.request_count(method="DELETE") == 0
+
+
+def test_on_todays_api_a_terminated_vm_still_listed_is_recorded_as_succeeded(user, sandbox):
+    key = f"sbx_b_reconcile_{uuid.uuid4().hex[:12]}"
+    sandbox.state.configure_account(key, vm_count=0)
+    api_key = services.apikey_create(owner=user, label="Today", secret=key, base_url=sandbox.url)
+    running = sandbox.state.add_vm(key, name="will-go", status="launched")
+    ended = sandbox.state.add_vm(key, name="has-gone", status="launched")
+    sandbox.state.terminate_vm(key, ended["id"])  # Fluence keeps it listed, terminating then terminated
+    still = make_intent(api_key, vm_id=running["id"], minutes_ago=75)
+    gone = make_intent(api_key, vm_id=ended["id"], minutes_ago=75)
+
+    reconcile()
+
+    assert [row.outcome for row in outcomes_of(gone)] == ["succeeded"]
+    assert [row.outcome for row in outcomes_of(still)] == ["failed"]

@@ -482,6 +482,12 @@ class Vm:
         return self.unreadable_field(name) is not None
 
     @property
+    def termination_accepted(self) -> bool:
+        """Today's API keeps a VM listed once it is terminating or terminated: for a deletion, that is gone.
+        (The 2025 APIs' "Terminated" is the provider ending a VM that still awaits its deletion.)"""
+        return self.generation == "b" and self.status.key in ("terminating", "terminated")
+
+    @property
     def can_terminate(self) -> bool:
         """Whether Fluence accepts a deletion now: generation B says so per VM; the 2025 APIs always do."""
         return self.allowed_actions is None or "terminate" in self.allowed_actions

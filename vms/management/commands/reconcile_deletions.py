@@ -110,7 +110,8 @@ class Command(BaseCommand):
             return error
         client = FluenceClient(base_url=api_key.base_url, api_key=secret, generation=api_key.generation)
         try:
-            return {vm.key for vm in client.list_vms()}
+            # A VM Fluence still lists as terminating or terminated (today's API) was deleted.
+            return {vm.key for vm in client.list_vms() if not vm.termination_accepted}
         except FluenceError as error:
             return error
 
