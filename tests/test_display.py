@@ -350,3 +350,48 @@ def test_the_raw_object_filter_indents_and_the_template_escapes_it():
         Context({"raw": {"name": "<b>x</b>", "ok": True}})
     )
     assert html == "{\n  &quot;name&quot;: &quot;&lt;b&gt;x&lt;/b&gt;&quot;,\n  &quot;ok&quot;: true\n}"
+
+
+# --- numbers no parser lets through, formatted anyway ------------------------------------------------------
+# The parsers mark such numbers unreadable (vms.fluence.numbers); the helpers still never raise on one.
+
+
+@pytest.mark.parametrize(
+    ("helper", "value", "text"),
+    [
+        (format_usdc, Decimal("9" * 64), "—"),  # InvalidOperation from quantize before
+        (format_usdc_short, Decimal("9" * 64), "—"),
+        (format_money, Decimal("9" * 64), "—"),
+        (format_exact, Decimal("9" * 64), "—"),
+        (format_mib, Decimal("1" + "0" * 40), "—"),
+        (format_gb, Decimal("1" + "0" * 40), "—"),
+        (format_usdc, "1e999999", "—"),
+        (format_exact, Decimal("1E+999999"), "—"),
+        (format_money, Decimal("-1E+40"), "—"),
+        # Just below what is shown: more digits than the default context's 28, rounded exactly.
+        (format_money, Decimal("9" * 39), "999,999,999,999,999,999,999,999,999,999,999,999,999.00"),
+        (format_usdc, Decimal("9" * 39) + Decimal("0.5"), "1" + "0" * 39 + ".000000"),
+        (format_gb, Decimal("9" * 30 + ".125"), "9" * 30 + ".12 GB"),
+        (format_mib, Decimal(2**20) * Decimal(10**30), "1" + "0" * 30 + " TiB"),
+        (format_exact, Decimal("1E-50"), "1E-50"),  # too small to write out: keeps its exponent
+        (format_exact, Decimal("1E-999999999"), "0"),
+        (format_exact, Decimal("-0.000"), "0"),  # never a negative zero
+        (format_usdc, Decimal("1E-999999999"), "0.000000"),
+    ],
+)
+def test_numbers_beyond_any_plausible_one_are_text(helper, value, text):
+    assert helper(value) == text
+
+
+@pytest.mark.parametrize(
+    ("resource", "label"),
+    [
+        (Resource("RAM", Decimal("1" + "0" * 40)), "RAM"),  # InvalidOperation before
+        (Resource("VCPU", Decimal("1" + "0" * 40)), "VCPU"),
+        (Resource("STORAGE", Decimal("1E+999999"), "GiB"), "GiB STORAGE"),  # Overflow in the MiB product
+        (Resource("RAM", Decimal("sNaN"), "GiB"), "GiB RAM"),
+        (Resource("RAM", Decimal("1E+39"), "TiB"), "— RAM"),
+    ],
+)
+def test_resource_label_of_an_absurd_quantity_is_text(resource, label):
+    assert resource_label(resource) == label

@@ -30,7 +30,7 @@ from vms.fluence import (
     parse_vm,
     parse_vm_list,
 )
-from vms.fluence.models import parse_datacenter, parse_vm_list_lenient
+from vms.fluence.models import OutOfRange, parse_datacenter, parse_vm_list_lenient
 
 # Verbatim from fluence-api.md §1.
 EXAMPLE_VM_JSON = """
@@ -357,6 +357,9 @@ def test_parse_money(value, micro, expected):
         [],
         {},
         "9" * 100,
+        "\u0661\u0662",  # Arabic-Indic digits: Decimal reads them, Fluence never sends them
+        "\uff11\uff12",  # fullwidth digits
+        "1_000",
     ],
 )
 def test_parse_money_rejects(value):
@@ -370,6 +373,57 @@ def test_an_unreadable_price_is_none_and_named(example, price):
     assert vm.price_per_epoch is None
     assert vm.cost_per_day is None and vm.cost_per_month is None
     assert_only_unreadable(vm, example, "pricePerEpoch")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pricePerEpoch", "9" * 64),  # decimal.InvalidOperation on the list page before
+        ("pricePerEpoch", "1000000000000.5"),  # a trillion USDC per epoch
+        ("pricePerEpoch", 10**18),  # a trillion USDC, in micro-USDC
+        ("pricePerEpoch", 10**400),
+        ("reservedBalance", "9" * 19),  # micro-USDC of 19 digits
+        ("totalSpent", "0.0000000000000000001"),  # 19 decimals
+    ],
+)
+def test_an_amount_beyond_any_plausible_one_is_none_and_named(example, field, value):
+    vm = vm_with(example, **{field: value})
+    assert getattr(vm, ATTRIBUTES[field]) is None
+    assert_only_unreadable(vm, example, field)
+    assert "beyond any plausible" in vm.unreadable_reason(field)
+
+
+@pytest.mark.parametrize(
+    ("value", "micro", "expected"),
+    [
+        (10**18 - 1, True, Decimal("999999999999.999999")),
+        ("9" * 18, True, Decimal("999999999999.999999")),
+        ("999999999999.999999", True, Decimal("999999999999.999999")),
+        (999_999_999_999, False, Decimal(999_999_999_999)),
+        ("0.000000000000000001", False, Decimal("1E-18")),
+        ("-999999999999", False, Decimal(-999_999_999_999)),
+    ],
+)
+def test_parse_money_up_to_its_bounds(value, micro, expected):
+    assert parse_money(value, micro_if_integer=micro) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "micro"),
+    [
+        (10**18, True),
+        ("9" * 19, True),
+        (10**12, False),
+        ("1000000000000", False),
+        ("-1000000000000.0", True),
+        ("0.0000000000000000001", True),
+        ("1234567890.123456789", False),  # 19 significant digits
+        ("9" * 64, False),
+    ],
+)
+def test_parse_money_refuses_amounts_beyond_any_plausible_one(value, micro):
+    with pytest.raises(OutOfRange):
+        parse_money(value, micro_if_integer=micro)
 
 
 def test_a_missing_price_is_none_and_named(example):
@@ -553,6 +607,39 @@ def test_unreadable_resources_are_left_out_and_named(example, resources):
     assert vm.resources == ()
     assert vm.vcpu is None and vm.ram_mib is None and vm.storage_mib is None
     assert_only_unreadable(vm, example, "resources")
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        "1" + "0" * 40,  # 10^40 MiB of RAM: decimal.InvalidOperation on the list page before
+        10**40,
+        10**12,  # an exbibyte of RAM
+        1e300,
+        "0.0000000001",  # 10 decimals
+        "1234567890.12345678901",
+    ],
+)
+def test_a_quantity_beyond_any_plausible_one_is_left_out_and_the_others_kept(example, quantity):
+    vm = resource(
+        example,
+        {"type": "VCPU", "quantity": 2},
+        {"type": "RAM", "quantity": quantity},
+        {"type": "STORAGE", "supply": 25, "units": "GiB"},
+    )
+    assert [r.type for r in vm.resources] == ["VCPU", "STORAGE"]
+    assert vm.ram_mib is None and vm.vcpu == 2
+    assert unreadable_fields(vm) == ["resources"]
+    assert "'RAM' resource has a quantity beyond any plausible one" in vm.unreadable[0].reason
+    assert format_mib(vm.ram_mib) == "—"
+
+
+@pytest.mark.parametrize("quantity", [10**12 - 1, "999999999999.5", 0.5, "0.000000001", 1e11])
+def test_a_quantity_within_bounds_is_read(example, quantity):
+    vm = resource(example, {"type": "RAM", "supply": quantity, "units": "KiB"})
+    assert vm.unreadable == ()
+    assert vm.resources[0].quantity == Decimal(repr(quantity) if isinstance(quantity, float) else quantity)
+    assert format_mib(vm.ram_mib) != "—"
 
 
 def test_an_unreadable_resource_is_left_out_and_the_others_kept(example):

@@ -307,6 +307,13 @@ def test_an_unreadable_hourly_price_is_named_and_the_monthly_one_used(b_vm):
         ("allowedActions", "terminate", "allowed_actions", ()),
         ("allowedActions", ["terminate", 1], "allowed_actions", ()),
         ("priceMonthlyUsd", 50.005, "price_monthly_usd", None),
+        # Beyond any plausible number (vms.fluence.numbers): 500s on the list page before.
+        ("priceHourlyUsd", "9" * 64, "price_hourly_usd", None),
+        ("priceMonthlyUsd", "1000000000000", "price_monthly_usd", None),
+        ("ramGb", "1" + "0" * 40, "ram_gb", None),
+        ("ramGb", 1e300, "ram_gb", None),
+        ("vcpu", 10**40, "vcpu_count", None),
+        ("vcpu", -(10**12), "vcpu_count", None),
         ("restartRequired", "no", "restart_required", None),
         ("clusterId", 5, "cluster_id", None),
         ("configurationName", ["x"], "configuration_name", None),
@@ -358,6 +365,7 @@ def test_an_unreadable_vcpu_leaves_the_vcpu_unknown(b_vm):
         ({"publicIp": {"address": 5}}, "expanded.publicIp.address", "public_ip"),
         ({"bootDisk": {"volumeGb": "big"}}, "expanded.bootDisk.volumeGb", "storage_gb"),
         ({"bootDisk": {"volumeGb": -1}}, "expanded.bootDisk.volumeGb", "storage_gb"),
+        ({"bootDisk": {"volumeGb": 10**40}}, "expanded.bootDisk.volumeGb", "storage_gb"),
     ],
 )
 def test_an_unreadable_expanded_field_is_named_with_its_path(b_vm, expanded, field, attribute):
@@ -525,7 +533,9 @@ def test_parse_balance_without_readable_days_left(days):
     assert balance.balance == Decimal("42.50")
 
 
-@pytest.mark.parametrize("amount", [42.5, "lots", None, ..., "1e3", True])
+@pytest.mark.parametrize(
+    "amount", [42.5, "lots", None, ..., "1e3", True, "9" * 64, "1000000000000", 10**40, "\u0664\u0662"]
+)
 def test_parse_balance_with_an_unreadable_amount(amount):
     entry = entitlement()
     if amount is ...:

@@ -295,7 +295,8 @@ def test_the_detail_page_of_a_b_vm_shows_its_fields_and_everything_fluence_sent(
         text = _text(body)
         fresh = next(item for item in sandbox.state.vms_for(B_KEY) if item["id"] == vm["id"])
         assert f"{_cents(Decimal(fresh['priceHourlyUsd']) * 24)} USD per day" in text
-        assert f"{fresh['priceHourlyUsd']} USD per hour" in text
+        # As sent, without trailing zeros ("0.1260" reads "0.126").
+        assert f"{Decimal(fresh['priceHourlyUsd']).normalize():f} USD per hour" in text
         assert f"{_cents(Decimal(fresh['priceMonthlyUsd']))} USD per month" in text
         assert "Billed per second" in text
         # The plan is only in Fluence's list; the page asks for the VM alone and still shows it.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from vms.fluence.models import Resource
 
@@ -11,25 +11,40 @@ MISSING = "—"
 
 _MIB_UNITS = (("TiB", Decimal(1024 * 1024)), ("GiB", Decimal(1024)))
 
+# The parsers keep every number far below this (vms.fluence.numbers); a larger one reaching a page anyway is
+# shown as missing, like NaN, rather than as a wall of digits or an error.
+_SHOWN_DIGITS = 40
+_SHOWN_BELOW = Decimal(10) ** _SHOWN_DIGITS
+# Rounding a number below _SHOWN_BELOW to cents or to 6 decimals needs at most 47 digits: exact here, where
+# the default context (28 digits) raises InvalidOperation.
+_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
 
 def _decimal(value: object) -> Decimal | None:
+    """A finite Decimal small enough to show; None for anything else."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int | str):
+        number = value
+    elif isinstance(value, int | str):
         try:
             number = Decimal(value)
         except (InvalidOperation, ValueError):
             return None
-        return number if number.is_finite() else None
-    return None
+    else:
+        return None
+    return number if number.is_finite() and number.copy_abs() < _SHOWN_BELOW else None
 
 
 def _plain(number: Decimal) -> str:
-    """A Decimal without exponent or trailing zeros: 4 -> "4", 1.50 -> "1.5", 1E+2 -> "100"."""
-    text = format(number.normalize(), "f")
-    return "0" if text in ("-0", "") else text
+    """A Decimal without exponent or trailing zeros: 4 -> "4", 1.50 -> "1.5", 1E+2 -> "100".
+    A number too small to write out ("1E-50") keeps its exponent."""
+    normal = number.normalize(_CONTEXT)
+    if normal.is_zero():
+        return "0"
+    if normal.adjusted() < -_SHOWN_DIGITS:
+        return str(normal)
+    return format(normal, "f")
 
 
 # --- money -----------------------------------------------------------------------------------------------
@@ -38,10 +53,8 @@ def _plain(number: Decimal) -> str:
 def _fixed(number: Decimal, step: Decimal, spec: str = "f") -> str:
     """`number` rounded half-even to `step` ("0.01"), formatted with `spec` (plain notation by default),
     never a negative zero."""
-    with localcontext() as context:
-        context.prec = 60
-        rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
-    return format(abs(rounded) if rounded == 0 else rounded, spec)
+    rounded = number.quantize(step, context=_CONTEXT)
+    return format(rounded.copy_abs() if rounded.is_zero() else rounded, spec)
 
 
 def format_usdc(value: Decimal | None) -> str:
@@ -92,7 +105,7 @@ def format_mib(mib: Decimal | None) -> str:
 
 def _two_places(number: Decimal) -> str:
     """A size rounded to two decimals, without trailing zeros: 4.00 -> "4", 3.725 -> "3.72"."""
-    return _plain(number.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+    return _plain(number.quantize(Decimal("0.01"), context=_CONTEXT))
 
 
 def format_gb(gigabytes: Decimal | None) -> str:
@@ -362,12 +375,13 @@ def resource_label(resource: Resource) -> str:
     if not isinstance(resource, Resource):
         return MISSING
     type_ = (resource.type or "").upper()
-    quantity = resource.quantity
+    quantity = _decimal(resource.quantity)
     metadata = resource.metadata or {}
     if type_ == "VCPU" and quantity is not None:
         return f"{_plain(quantity)} vCPU"
-    if type_ in ("RAM", "STORAGE") and resource.mebibytes is not None:
-        label = f"{format_mib(resource.mebibytes)} {'RAM' if type_ == 'RAM' else 'storage'}"
+    mebibytes = resource.mebibytes if quantity is not None else None  # sized only from a showable quantity
+    if type_ in ("RAM", "STORAGE") and mebibytes is not None:
+        label = f"{format_mib(mebibytes)} {'RAM' if type_ == 'RAM' else 'storage'}"
         kind = metadata.get("type")
         if type_ == "STORAGE" and isinstance(kind, str) and kind.strip():
             label += f" ({kind.strip()[:20]})"

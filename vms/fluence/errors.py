@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .numbers import retry_after_seconds
+
 UPSTREAM_TEXT_LIMIT = 300
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -148,7 +150,9 @@ class RateLimited(FluenceError):
     """Too many requests. `retry_after` is the server's hint in seconds; the client never sleeps on it."""
 
     def __init__(self, detail: str | None = None, *, retry_after: float | None = None, **kwargs) -> None:
-        self.retry_after = retry_after
+        # Whatever the caller read from the header, kept as 0 … MAX_RETRY_AFTER_SECONDS (or None): building
+        # the message, or a cool-down from it, never fails on infinity or NaN.
+        self.retry_after = retry_after_seconds(retry_after)
         super().__init__(detail, **kwargs)
 
     def _summary(self) -> str:
@@ -189,6 +193,19 @@ class UpstreamTimeout(Unavailable):
         if self.may_have_reached_server:
             return "Fluence did not answer in time"
         return "Fluence could not be reached in time"
+
+
+class TooLarge(Unavailable):
+    """Fluence's answer grew past the size the portal reads (FLUENCE_MAX_RESPONSE_BYTES): the rest was
+    abandoned. An outage for the circuit breaker, and never retried (it would be read again)."""
+
+    def _summary(self) -> str:
+        return "Fluence sent more than the portal reads"
+
+    def _advice(self) -> str:
+        return (
+            "Try again later; if the account really has that many VMs, an administrator can raise the limit."
+        )
 
 
 class BadResponse(FluenceError):

@@ -14,6 +14,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from .errors import BadResponse
+from .numbers import DECIMAL_TEXT, DECIMAL_TEXT_LIMIT, MONEY, QUANTITY, Bounds, bounded_decimal
 
 EPOCH = timedelta(hours=24)
 
@@ -24,7 +25,8 @@ UUID_VM_ID_RE = re.compile(
 VM_ID_RE = re.compile(f"(?:{HEX_VM_ID_RE.pattern})|(?:{UUID_VM_ID_RE.pattern})")
 
 MICRO = 6  # USDC has 6 decimals; the baseline API counts money in micro-USDC.
-_MONEY_TEXT_LIMIT = 64
+# A micro-USDC amount as sent: MONEY once divided by a million, so a whole number of up to 18 digits.
+_MICRO_MONEY = Bounds(below=MONEY.below.scaleb(MICRO), max_digits=MONEY.max_digits, max_decimals=0)
 
 
 def is_valid_vm_id(value: str) -> bool:
@@ -187,8 +189,11 @@ class Status:
 
 # --- values ----------------------------------------------------------------------------------------------
 
-_DECIMAL_TEXT = re.compile(r"\A-?(?:\d+(?:\.\d*)?|\.\d+)\Z")
-_DIGITS = re.compile(r"\A\d+\Z")
+_DIGITS = re.compile(r"\A[0-9]+\Z")
+
+
+class OutOfRange(ValueError):
+    """A well-formed number beyond what the portal accepts (numbers.MONEY, numbers.QUANTITY)."""
 
 
 def parse_money(value: object, *, micro_if_integer: bool = True) -> Decimal:
@@ -200,19 +205,18 @@ def parse_money(value: object, *, micro_if_integer: bool = True) -> Decimal:
     - a string with a "." ("2.4352", ".30697") is already USDC (generation A and later).
     The parsers pass `micro_if_integer=False` for generation A's balances and for USD amounts, so a
     whole number there ("5") is read as it is.
-    bool, float, NaN, infinity, exponents and anything else raise ValueError.
+    bool, float, NaN, infinity, exponents, non-ASCII digits and anything else raise ValueError; an amount
+    beyond numbers.MONEY (a trillion, 18 significant digits or decimals) raises OutOfRange.
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"not an amount of money: {type(value).__name__}")
-    if isinstance(value, int):
-        amount = Decimal(value)
-        return amount.scaleb(-MICRO) if micro_if_integer else amount
-    if len(value) > _MONEY_TEXT_LIMIT or not _DECIMAL_TEXT.match(value):
+    if isinstance(value, str) and (len(value) > DECIMAL_TEXT_LIMIT or not DECIMAL_TEXT.match(value)):
         raise ValueError("not a decimal amount of money")
-    amount = Decimal(value)
-    if micro_if_integer and _DIGITS.match(value):
-        return amount.scaleb(-MICRO)
-    return amount
+    micro = micro_if_integer and (isinstance(value, int) or _DIGITS.match(value) is not None)
+    amount = bounded_decimal(value, _MICRO_MONEY if micro else MONEY)
+    if amount is None:
+        raise OutOfRange("an amount of money beyond any plausible one")
+    return amount.scaleb(-MICRO) if micro else amount  # at most 18 digits: exact
 
 
 _TIMESTAMP = re.compile(
@@ -276,24 +280,27 @@ def parse_timestamp(value: object) -> datetime:
 
 
 def _parse_quantity(value: object) -> Decimal | None:
-    """A resource quantity: an integer, a decimal string ("4096"), or a finite number."""
+    """A resource quantity: an integer, a decimal string ("4096"), or a finite number.
+
+    ValueError when it is none of these; OutOfRange beyond numbers.QUANTITY (10^12, 9 decimals)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError("a quantity cannot be a boolean")
-    if isinstance(value, int):
-        return Decimal(value)
     if isinstance(value, float):
         # A quantity (cores, MiB) is not money: a float is acceptable once made exact.
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError("a quantity must be finite")
-        return Decimal(repr(value))
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) > _MONEY_TEXT_LIMIT or not _DECIMAL_TEXT.match(text):
+    elif isinstance(value, str):
+        value = value.strip()
+        if len(value) > DECIMAL_TEXT_LIMIT or not DECIMAL_TEXT.match(value):
             raise ValueError("not a decimal quantity")
-        return Decimal(text)
-    raise ValueError(f"not a quantity: {type(value).__name__}")
+    elif not isinstance(value, int):
+        raise ValueError(f"not a quantity: {type(value).__name__}")
+    quantity = bounded_decimal(value, QUANTITY)
+    if quantity is None:
+        raise OutOfRange("a quantity beyond any plausible one")
+    return quantity
 
 
 # --- resources, datacenter, ports ------------------------------------------------------------------------
@@ -571,6 +578,18 @@ def _optional_int(obj: Mapping, name: str) -> int | None:
     return value
 
 
+def _optional_count(obj: Mapping, name: str) -> int | None:
+    """An optional count of a resource (generation B's `vcpu`), an integer within numbers.QUANTITY."""
+    value = _optional_int(obj, name)
+    if value is not None and not abs(value) < QUANTITY.below:
+        raise _bad(_implausible(name))
+    return value
+
+
+def _implausible(name: str) -> str:
+    return f"the field {name!r} is beyond any plausible value"
+
+
 def _check_optional_object(obj: Mapping, name: str) -> None:
     value = obj.get(name)
     if value is not None and not isinstance(value, dict):
@@ -594,6 +613,8 @@ def _money(obj: Mapping, name: str, *, required: bool, micro_if_integer: bool = 
         return None
     try:
         return parse_money(value, micro_if_integer=micro_if_integer)
+    except OutOfRange:
+        raise _bad(_implausible(name)) from None
     except ValueError:
         raise _bad(f"the field {name!r} is not an amount of money") from None
 
@@ -620,6 +641,8 @@ def parse_resource(obj: object) -> Resource:
     amount = obj.get("supply") if "supply" in obj else obj.get("quantity")
     try:
         quantity = _parse_quantity(amount)
+    except OutOfRange:
+        raise _bad(f"the {type_[:40]!r} resource has a quantity beyond any plausible one") from None
     except ValueError:
         raise _bad(f"the {type_[:40]!r} resource has an unreadable quantity") from None
     _check_optional_object(obj, "details")
@@ -712,6 +735,44 @@ def parse_port(obj: object) -> Port:
         raise _bad("a port number is not valid")
     protocol = _optional_str(obj, "protocol") or "tcp"
     return Port(port=number, protocol=protocol.strip().lower())
+
+
+# The top-level fields of Fluence's VM objects that the parsers below read (every generation): what an
+# audit snapshot keeps when it has to cut the rest.
+VM_KNOWN_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "vmName",
+        "status",
+        "allowedActions",
+        "pricePerEpoch",
+        "priceHourlyUsd",
+        "priceMonthlyUsd",
+        "reservedBalance",
+        "totalSpent",
+        "createdAt",
+        "updatedAt",
+        "readySince",
+        "nextBillingAt",
+        "lastPaidAt",
+        "paidUntil",
+        "terminatedAt",
+        "restartRequired",
+        "osImage",
+        "configurationName",
+        "vcpu",
+        "ramGb",
+        "resources",
+        "ports",
+        "datacenter",
+        "clusterId",
+        "publicIp",
+        "bootDisk",
+        "dataDisks",
+        "expanded",
+    }
+)
 
 
 def parse_vm(obj: object, *, generation: str = "baseline", locations: Mapping | None = None) -> Vm:
@@ -807,6 +868,8 @@ def _gigabytes(obj: Mapping, name: str) -> Decimal | None:
         return None
     try:
         amount = _parse_quantity(value)
+    except OutOfRange:
+        raise _bad(_implausible(name)) from None
     except ValueError:
         raise _bad(f"the field {name!r} is not a number of gigabytes") from None
     if amount is not None and amount < 0:
@@ -864,7 +927,7 @@ def _parse_b_vm(obj: Mapping, locations: Mapping) -> Vm:
         generation="b",
         price_hourly_usd=read(_amount, "priceHourlyUsd"),
         price_monthly_usd=read(_amount, "priceMonthlyUsd"),
-        vcpu_count=read(_optional_int, "vcpu"),
+        vcpu_count=read(_optional_count, "vcpu"),
         ram_gb=read(_gigabytes, "ramGb"),
         storage_gb=volume,
         configuration_name=read(_optional_str, "configurationName") or None,
