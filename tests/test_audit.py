@@ -1,5 +1,6 @@
 """The deletion audit trail: who sees which rows, the filters, the CSV export, a VM's history, the admin."""
 
+import copy
 import csv
 import io
 import json
@@ -8,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import responses
 from django.contrib.auth.models import Permission
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -15,7 +17,10 @@ from django.utils import timezone
 
 from vms import services
 from vms.audit import attempts_needing_reconciliation, deletion_events_for_user, events_for_vm
+from vms.fluence.models import parse_vm
 from vms.models import DeletionEvent
+from vms.sandbox import EXAMPLE_VM
+from vms.sandbox.state import SandboxState
 
 pytestmark = pytest.mark.django_db
 
@@ -118,8 +123,11 @@ def rows_of(response) -> list[str]:
 
 
 def csv_rows(response) -> list[dict[str, str]]:
-    body = b"".join(response.streaming_content).decode()
-    return list(csv.DictReader(io.StringIO(body)))
+    return csv_rows_of(b"".join(response.streaming_content))
+
+
+def csv_rows_of(body: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(body.decode())))
 
 
 # --- anonymous --------------------------------------------------------------------------------------
@@ -505,3 +513,140 @@ def test_admin_refuses_add_change_and_delete(admin_client_with_trail):
     intent.refresh_from_db()
     assert intent.message == ""
     assert DeletionEvent.objects.count() == 2
+
+
+# --- what a deletion records: the person's address, and a bounded copy of Fluence's VM ------------------
+
+PROXY_KEY = "sbx_audit_proxy_account"
+BIG = 20 * 1024 * 1024
+SMALL_ROW_BYTES = 32 * 1024  # a bounded snapshot is under this (a 16 KB budget, plus the fields read)
+META = services.RequestMeta(
+    actor_username="alice", actor_id="1", client_ip="192.0.2.10", user_agent="pytest", request_id="r1"
+)
+
+
+@pytest.fixture
+def sandbox_key(user, sandbox):
+    sandbox.state.configure_account(PROXY_KEY, vm_count=3)
+    sandbox.state.deletion_delay = 60
+    yield services.apikey_create(owner=user, label="Ops", secret=PROXY_KEY, base_url=sandbox.url)
+    sandbox.state.deletion_delay = 3.0
+
+
+@pytest.mark.parametrize(
+    ("hops", "remote_addr", "forwarded", "recorded"),
+    [
+        (1, "10.0.0.1", "203.0.113.5", "203.0.113.5"),
+        (2, "10.0.0.2", "203.0.113.5, 10.0.0.1", "203.0.113.5"),
+        # Anything left of what our proxies appended is the client's to write: ignored.
+        (1, "10.0.0.1", "198.51.100.66, 203.0.113.5", "203.0.113.5"),
+        (2, "10.0.0.2", "198.51.100.66, 203.0.113.5, 10.0.0.1", "203.0.113.5"),
+        (0, "10.0.0.1", "203.0.113.5", "10.0.0.1"),  # no proxy trusted: the header is not read
+        (1, "10.0.0.1", "not-an-address", None),  # nothing usable: no address rather than a wrong one
+    ],
+)
+def test_a_deletion_behind_proxies_records_the_persons_address(
+    alice_client, sandbox, sandbox_key, settings, hops, remote_addr, forwarded, recorded
+):
+    settings.TRUSTED_PROXY_HOPS = hops
+    vm = next(vm for vm in sandbox.state.vms_for(PROXY_KEY) if vm["status"] == "ACTIVE")
+    response = alice_client.post(
+        reverse("vms:delete", args=[sandbox_key.pk, vm["id"]]),
+        {"confirm": vm["vmName"]},
+        REMOTE_ADDR=remote_addr,
+        HTTP_X_FORWARDED_FOR=forwarded,
+    )
+    assert response.status_code == 302
+    rows = list(DeletionEvent.objects.values_list("kind", "client_ip"))
+    assert sorted(rows) == [("intent", recorded), ("outcome", recorded)]
+    exported = csv_rows(alice_client.get(EXPORT))
+    assert [row["client_ip"] for row in exported] == [recorded or ""] * 2
+
+
+def _delete_with_fluence_mocked(api_key, raw: dict) -> list[DeletionEvent]:
+    """Delete the VM Fluence described as `raw` (the DELETE answered 200); its audit rows."""
+    with responses.RequestsMock() as mock:
+        mock.delete(f"{api_key.base_url}/vms/v3", json={})
+        result = services.vm_delete(api_key=api_key, vm=parse_vm(raw), meta=META)
+    assert result.succeeded
+    return list(DeletionEvent.objects.order_by("pk"))
+
+
+def _json_bytes(value) -> int:
+    return len(json.dumps(value).encode())
+
+
+def test_a_normal_vm_is_recorded_whole(alice_key):
+    rows = _delete_with_fluence_mocked(alice_key, copy.deepcopy(EXAMPLE_VM))
+    assert [row.vm_snapshot for row in rows] == [EXAMPLE_VM, EXAMPLE_VM]
+
+
+@pytest.mark.parametrize("generation", ["baseline", "a", "b"])
+def test_the_sandboxs_vms_of_every_generation_are_recorded_whole(alice_key, generation):
+    state = SandboxState()
+    key = {"baseline": "sbx_audit_whole", "a": "sbx_a_audit_whole", "b": "sbx_b_audit_whole"}[generation]
+    state.configure_account(key, vm_count=60)
+    for raw in state.vms_for(key):
+        vm = parse_vm(raw, generation=generation)
+        assert services._audit_snapshot(alice_key, vm, META)["vm_snapshot"] == raw
+
+
+def test_a_vm_with_a_huge_unknown_field_is_recorded_without_it(alice_client, alice_key):
+    raw = {**copy.deepcopy(EXAMPLE_VM), "notes": "short", "blob": "x" * BIG, "after": [1, 2, 3]}
+    rows = _delete_with_fluence_mocked(alice_key, raw)
+    assert [row.kind for row in rows] == ["intent", "outcome"]
+    for row in rows:
+        snapshot = row.vm_snapshot
+        assert _json_bytes(snapshot) < SMALL_ROW_BYTES
+        cut = snapshot.pop("_cut")
+        assert cut["dropped_fields"] == ["blob"] and cut["dropped_count"] == 1
+        assert (
+            cut["truncated_fields"] == [] and cut["limit_bytes"] == services.SNAPSHOT_OTHER_FIELDS_LIMIT_BYTES
+        )
+        # Every field the portal reads, and the small unknown ones, are kept as Fluence sent them.
+        assert snapshot == {**EXAMPLE_VM, "notes": "short", "after": [1, 2, 3]}
+    # The export carries the rows as stored: two small rows, not two 20 MB ones.
+    body = b"".join(alice_client.get(EXPORT).streaming_content)
+    assert len(body) < 2 * SMALL_ROW_BYTES
+    assert [json.loads(row["vm_snapshot"])["_cut"]["dropped_fields"] for row in csv_rows_of(body)] == [
+        ["blob"],
+        ["blob"],
+    ]
+
+
+def test_a_vm_with_a_huge_known_text_is_recorded_cut_short(alice_key):
+    raw = {**copy.deepcopy(EXAMPLE_VM), "vmName": "n" * BIG, "osImage": "https://images.example/" + "o" * BIG}
+    rows = _delete_with_fluence_mocked(alice_key, raw)
+    for row in rows:
+        assert _json_bytes(row.vm_snapshot) < SMALL_ROW_BYTES
+        assert row.vm_snapshot["vmName"] == "n" * services.SNAPSHOT_TEXT_LIMIT
+        assert row.vm_snapshot["osImage"].startswith("https://images.example/ooo")
+        assert row.vm_snapshot["_cut"]["truncated_fields"] == ["vmName", "osImage"]
+        assert row.vm_snapshot["_cut"]["dropped_fields"] == []
+        assert row.vm_snapshot["resources"] == EXAMPLE_VM["resources"]
+        assert len(row.vm_name) == 200
+
+
+def test_a_vm_with_a_huge_known_object_or_countless_fields_is_recorded_bounded(alice_key):
+    raw = {
+        **copy.deepcopy(EXAMPLE_VM),
+        "datacenter": {**EXAMPLE_VM["datacenter"], "photos": ["p" * 1024] * (BIG // 1024)},
+        **{f"extra{number}": number for number in range(100_000)},
+    }
+    rows = _delete_with_fluence_mocked(alice_key, raw)
+    for row in rows:
+        snapshot = row.vm_snapshot
+        assert _json_bytes(snapshot) < SMALL_ROW_BYTES
+        cut = snapshot["_cut"]
+        assert cut["dropped_fields"][0] == "datacenter" and "datacenter" not in snapshot
+        assert cut["dropped_count"] == 1 + 100_000 - sum(name.startswith("extra") for name in snapshot)
+        assert len(cut["dropped_fields"]) == services.SNAPSHOT_CUT_NAMES_LIMIT
+        assert snapshot["extra0"] == 0 and snapshot["pricePerEpoch"] == EXAMPLE_VM["pricePerEpoch"]
+
+
+def test_a_field_of_fluences_named_like_the_cut_entry_is_never_taken_for_it(alice_key):
+    raw = {**copy.deepcopy(EXAMPLE_VM), "_cut": {"dropped_fields": []}}
+    rows = _delete_with_fluence_mocked(alice_key, raw)
+    for row in rows:
+        assert row.vm_snapshot["_cut"]["dropped_fields"] == ["_cut"]
+        assert {name: value for name, value in row.vm_snapshot.items() if name != "_cut"} == EXAMPLE_VM

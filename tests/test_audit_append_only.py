@@ -1,12 +1,14 @@
 """The deletion audit trail is append-only in the database, in the model and across user/key removal."""
 
+import importlib
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from vms import services
+from vms import audit_triggers, services
 from vms.models import ApiKey, AppendOnlyError, DeletionEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_triggers_installed")]
@@ -124,3 +126,72 @@ def test_removing_the_key_and_the_user_leaves_every_row_intact(rows, user, alice
     assert _snapshot() == before
     assert {row["actor_username"] for row in before} == {"alice"}
     assert {row["key_label"] for row in before} == {"Production"}
+
+
+# --- rewriting a row by inserting over it ------------------------------------------------------------
+
+
+def _reinsert_with_forged_actor(row_id: int, *, verb: str = "INSERT", on_conflict: str = "") -> tuple:
+    """The attack: insert a copy of an existing row, same id, with another actor (SQL and its parameters)."""
+    columns = [field.column for field in DeletionEvent._meta.concrete_fields]
+    values = ["'forged'" if column == "actor_username" else column for column in columns]
+    sql = (
+        f"{verb} INTO vms_deletionevent ({', '.join(columns)}) "  # noqa: S608 (column names of the model)
+        f"SELECT {', '.join(values)} FROM vms_deletionevent WHERE id = %s {on_conflict}"
+    )
+    return sql, [row_id]
+
+
+@pytest.mark.parametrize(
+    ("verb", "on_conflict"),
+    [
+        ("INSERT OR REPLACE", ""),
+        ("REPLACE", ""),
+        ("INSERT", "ON CONFLICT(id) DO UPDATE SET actor_username = excluded.actor_username"),
+    ],
+)
+def test_sqlite_refuses_rewriting_a_row_by_inserting_over_it(rows, verb, on_conflict):
+    if connection.vendor != "sqlite":
+        pytest.skip("REPLACE is SQLite's; PostgreSQL's upsert is tested below")
+    before = _snapshot()
+    _refused(*_reinsert_with_forged_actor(rows[0].pk, verb=verb, on_conflict=on_conflict))
+    assert _snapshot() == before
+    assert DeletionEvent.objects.get(pk=rows[0].pk).actor_username == "alice"
+
+
+def test_postgresql_refuses_rewriting_a_row_by_an_upsert(rows):
+    if connection.vendor != "postgresql":
+        pytest.skip("ON CONFLICT (id) DO UPDATE on PostgreSQL; SQLite's forms are tested above")
+    before = _snapshot()
+    upsert = "ON CONFLICT (id) DO UPDATE SET actor_username = EXCLUDED.actor_username"
+    _refused(*_reinsert_with_forged_actor(rows[0].pk, on_conflict=upsert))
+    assert _snapshot() == before
+    assert DeletionEvent.objects.get(pk=rows[0].pk).actor_username == "alice"
+
+
+def test_the_migration_installs_the_insert_guard_on_an_existing_sqlite_database(rows):
+    if connection.vendor != "sqlite":
+        pytest.skip("the insert guard is SQLite's")
+    migration = importlib.import_module("vms.migrations.0006_deletionevent_no_replace")
+    audit_triggers.uninstall_no_replace(connection)  # a database migrated before the guard existed
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(*_reinsert_with_forged_actor(rows[0].pk, verb="INSERT OR REPLACE"))
+        assert DeletionEvent.objects.get(pk=rows[0].pk).actor_username == "forged"  # the attack works
+        transaction.set_rollback(True)
+
+    migration.install(None, SimpleNamespace(connection=connection))
+
+    before = _snapshot()
+    _refused(*_reinsert_with_forged_actor(rows[0].pk, verb="INSERT OR REPLACE"))
+    assert _snapshot() == before
+    DeletionEvent.objects.create(**{**_copyable(rows[0]), "kind": "outcome"})  # new rows still go in
+    assert DeletionEvent.objects.count() == 3
+
+
+def _copyable(row: DeletionEvent) -> dict:
+    return {
+        field.name: getattr(row, field.name)
+        for field in DeletionEvent._meta.concrete_fields
+        if field.name != "id"
+    }

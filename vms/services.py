@@ -1,6 +1,6 @@
 """Writes: adding, renaming and removing API keys (deletion of VMs joins here later). Each is logged."""
 
-import ipaddress
+import json
 import logging
 import math
 import re
@@ -18,8 +18,9 @@ from django.utils import timezone
 from vms import resilience, selectors
 from vms.fluence.client import GENERATION_LABELS, GENERATIONS, Detection, FluenceClient, detect_generation
 from vms.fluence.errors import AuthError, FluenceError, NotFound, RateLimited, Unavailable
-from vms.fluence.models import Vm
+from vms.fluence.models import VM_KNOWN_FIELDS, Vm, thaw
 from vms.models import ApiKey, DeletionEvent, KeyShare
+from vms.request_meta import RequestMeta  # re-exported: views and tests import it from here
 
 logger = logging.getLogger("vms.services")
 
@@ -178,35 +179,6 @@ def apikeys_mark_used(*, key_ids: list[int]) -> None:
 
 
 # --- deleting VMs -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RequestMeta:
-    """Who asked, from where: copied into every audit row."""
-
-    actor_username: str
-    actor_id: str
-    client_ip: str | None
-    user_agent: str
-    request_id: str
-
-    @classmethod
-    def from_request(cls, request) -> "RequestMeta":
-        return cls(
-            actor_username=request.user.get_username(),
-            actor_id=str(request.user.pk),
-            client_ip=_client_ip(request),
-            user_agent=request.headers.get("User-Agent", "")[:300],
-            request_id=getattr(request, "request_id", "")[:64],
-        )
-
-
-def _client_ip(request) -> str | None:
-    address = request.META.get("REMOTE_ADDR", "")
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -390,8 +362,73 @@ def _audit_snapshot(api_key: ApiKey, vm: Vm, meta: RequestMeta) -> dict:
         "base_url": api_key.base_url,
         "vm_id": vm.id,
         "vm_name": (vm.name or "")[:200],
-        "vm_snapshot": vm.raw_snapshot(),
+        "vm_snapshot": _bounded_vm_snapshot(vm),
     }
+
+
+# Fluence's object for a VM is not ours to size: one with a 20 MB field would write two 20 MB audit rows,
+# and every export after them would carry both. A row keeps the fields the portal reads (each bounded) and
+# a budget of the others; what it left out is listed under SNAPSHOT_CUT_KEY.
+SNAPSHOT_OTHER_FIELDS_LIMIT_BYTES = 16 * 1024  # the fields the portal does not read, together (as JSON)
+SNAPSHOT_KNOWN_FIELD_LIMIT_BYTES = 8 * 1024  # one object or list the portal reads (resources: ~1 KB)
+SNAPSHOT_TEXT_LIMIT = 1024  # characters of one text the portal reads (names, addresses, timestamps)
+SNAPSHOT_CUT_NAMES_LIMIT = 20  # how many names of fields left out are listed, each cut to 64 characters
+SNAPSHOT_CUT_KEY = "_cut"
+
+
+def _bounded_vm_snapshot(vm: Vm) -> dict:
+    """Fluence's object for the VM as an audit row keeps it: unchanged when it is of a sane size; else a
+    known text cut to SNAPSHOT_TEXT_LIMIT characters, a known object or list over
+    SNAPSHOT_KNOWN_FIELD_LIMIT_BYTES left out, the other fields kept in order while they fit in
+    SNAPSHOT_OTHER_FIELDS_LIMIT_BYTES, and a SNAPSHOT_CUT_KEY entry that says what is missing."""
+    try:
+        source = vm.raw
+    except RecursionError:
+        return {"id": vm.id, SNAPSHOT_CUT_KEY: {"note": "Fluence's object for this VM is nested too deeply."}}
+    kept: dict = {}
+    truncated: list[str] = []
+    dropped: list[str] = []
+    other_bytes = 0
+    for name, value in source.items():
+        known = name in VM_KNOWN_FIELDS
+        if known and isinstance(value, str):
+            if len(value) > SNAPSHOT_TEXT_LIMIT:
+                truncated.append(name)
+            kept[name] = value[:SNAPSHOT_TEXT_LIMIT]
+            continue
+        budget = (
+            SNAPSHOT_KNOWN_FIELD_LIMIT_BYTES if known else SNAPSHOT_OTHER_FIELDS_LIMIT_BYTES - other_bytes
+        )
+        # The cut entry is the portal's own: Fluence's field of that name is never kept.
+        fitted = None if name == SNAPSHOT_CUT_KEY else _plain_json_within(name, value, budget)
+        if fitted is None:
+            dropped.append(name)
+            continue
+        kept[name], size = fitted
+        if not known:
+            other_bytes += size
+    if truncated or dropped:
+        kept[SNAPSHOT_CUT_KEY] = {
+            "note": "Fluence's object for this VM was too large to keep whole: these fields were left out "
+            "or cut short.",
+            "dropped_fields": [name[:64] for name in dropped[:SNAPSHOT_CUT_NAMES_LIMIT]],
+            "dropped_count": len(dropped),
+            "truncated_fields": truncated,
+            "text_limit": SNAPSHOT_TEXT_LIMIT,
+            "known_field_limit_bytes": SNAPSHOT_KNOWN_FIELD_LIMIT_BYTES,
+            "limit_bytes": SNAPSHOT_OTHER_FIELDS_LIMIT_BYTES,
+        }
+    return kept
+
+
+def _plain_json_within(name: str, value: object, budget: int) -> tuple[object, int] | None:
+    """A field's value as plain JSON and its size as JSON (ASCII, as the column stores it); None when it
+    is larger than `budget` bytes or nested too deeply to store."""
+    try:
+        size = len(json.dumps({name: value}, separators=(",", ":")))
+        return (thaw(value), size) if size <= budget else None
+    except RecursionError:
+        return None
 
 
 # --- sharing keys with groups ---------------------------------------------------------------------------

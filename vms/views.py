@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from vms import audit, ratelimit, selectors, services
+from vms import audit, ratelimit, request_meta, selectors, services
 from vms.billing import epoch_progress
 from vms.fluence.models import is_valid_vm_id
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
@@ -225,7 +225,7 @@ def key_add(request: HttpRequest) -> HttpResponse:
                 ratelimit.security_log.warning(
                     "api key refused by Fluence on add: user=%s ip=%s",
                     request.user,
-                    ratelimit.client_ip(request),
+                    request_meta.client_ip(request),
                 )
             _add_errors(form, exc)
         else:
