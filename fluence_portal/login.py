@@ -1,4 +1,4 @@
-"""The password sign-in form, rate limited per username and per address before any password is checked."""
+"""The password sign-in form, rate limited per username, account and address before any password check."""
 
 from django.contrib.auth.views import LoginView
 from django.http import HttpResponse

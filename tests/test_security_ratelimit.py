@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth import authenticate
+from django.db.models import Q
 from django.test import RequestFactory
 from django.urls import reverse
 
@@ -69,6 +70,80 @@ def test_the_limit_counts_per_username_across_addresses(client, user):
         _sign_in(client, ip=ip)
 
     assert _sign_in(client, username="ALICE ", password=PASSWORD, ip="198.51.100.4").status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("username", "guessed_as", "signs_in_as"),
+    [
+        ("alice", "alice", "\uff41\uff4c\uff49\uff43\uff45"),  # full-width letters
+        ("alice", "\uff41lice", "alice"),
+        ("fiona", "fiona", "\ufb01ona"),  # the fi ligature (casefold() alone already folds this one)
+        ("ijsbrand", "ijsbrand", "\u0133sbrand"),  # the ij ligature, which casefold() leaves alone
+        ("ijsbrand", "\u0133sbrand", "ijsbrand"),
+        ("jos\u00e9", "jose\u0301", "jos\u00e9"),  # stored composed (NFC), guessed with a combining accent
+        ("jos\u00e9", "jos\u00e9", "jose\u0301"),
+    ],
+    ids=[
+        "full-width",
+        "full-width-first",
+        "fi-ligature",
+        "ij-ligature",
+        "ij-ligature-first",
+        "combining",
+        "combining-last",
+    ],
+)
+def test_look_alike_spellings_of_a_username_share_its_limit(
+    client, django_user_model, username, guessed_as, signs_in_as
+):
+    django_user_model.objects.create_user(username=username, password=PASSWORD)
+    # Both spellings reach the account: the form normalises the username before the backend sees it.
+    assert _sign_in(client, username=guessed_as, password=PASSWORD, ip="203.0.113.1").status_code == 302
+    assert _sign_in(client, username=signs_in_as, password=PASSWORD, ip="203.0.113.2").status_code == 302
+    client.logout()
+
+    for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        assert _sign_in(client, username=guessed_as, ip=ip).status_code == 200
+
+    refused = _sign_in(client, username=signs_in_as, password=PASSWORD, ip="198.51.100.4")
+
+    assert refused.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_any_spelling_that_reaches_the_account_shares_its_limit(client, user):
+    from django.contrib.auth.models import UserManager
+
+    user.email = "alice@example.com"
+    user.save()
+
+    def username_or_email(manager, name):
+        # A user manager some projects use: sign in with the username or the email address.
+        return manager.get(Q(username=name) | Q(email__iexact=name))
+
+    with mock.patch.object(UserManager, "get_by_natural_key", username_or_email):
+        assert _sign_in(client, username="alice@example.com", password=PASSWORD).status_code == 302
+        client.logout()
+        for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+            assert _sign_in(client, username="alice", ip=ip).status_code == 200
+
+        refused = _sign_in(client, username="ALICE@example.com", password=PASSWORD, ip="198.51.100.4")
+
+    assert refused.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.parametrize("username", ["ali\x00ce", "a" * 151, "   "], ids=["nul", "too-long", "blank"])
+def test_usernames_the_form_refuses_are_counted_without_looking_up_an_account(
+    user, django_assert_num_queries, username
+):
+    request = RequestFactory().post("/accounts/login/", REMOTE_ADDR="198.51.100.7")
+
+    # No lookup: PostgreSQL would fail on the NUL, and the form refuses all three before any backend.
+    with django_assert_num_queries(0):
+        verdict = ratelimit.login_attempt(request=request, username=username)
+
+    assert verdict.allowed and len(verdict.counters) == 2  # the username and the address
 
 
 def test_a_successful_sign_in_does_not_count_as_an_attempt(client, user):

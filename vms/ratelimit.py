@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import math
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.http import HttpRequest
+
+from vms.request_meta import client_ip
 
 security_log = logging.getLogger("fluence_portal.security")
 
@@ -28,21 +30,6 @@ class Verdict:
     @property
     def retry_minutes(self) -> int:
         return max(1, math.ceil(self.retry_after / 60))
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The address of the person: REMOTE_ADDR, or the entry our own proxies appended to X-Forwarded-For."""
-    address = request.META.get("REMOTE_ADDR", "")
-    hops = settings.TRUSTED_PROXY_HOPS
-    if hops > 0:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        # Each trusted proxy appends the address it saw; anything to the left of that can be forged.
-        if len(forwarded) >= hops and forwarded[-hops]:
-            address = forwarded[-hops]
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return "unknown"
 
 
 def _counter(scope: str, identity: str, window: int, now: float) -> tuple[str, int]:
@@ -86,14 +73,34 @@ def refund(verdict: Verdict) -> None:
 # --- the two limited actions ----------------------------------------------------------------------------
 
 
-def _username_identity(username: str) -> str:
-    return "user:" + username.strip().casefold()[:150]
+def _login_identities(username: str) -> list[str]:
+    """Who a sign-in attempt is against: the username as authentication will read it, and its account.
+
+    The sign-in form strips the username and NFKC-normalises it (full-width letters, ligatures such as
+    U+0133, an `e` plus a combining accent: all plain letters by then), and the backend looks it up with
+    `get_by_natural_key`. Counting the raw spelling would give each look-alike a fresh allowance of guesses
+    at the same password; counting the account as well joins any spelling that reaches it.
+    """
+    user_model = get_user_model()
+    max_length = user_model._meta.get_field(user_model.USERNAME_FIELD).max_length or 254
+    name = username.strip()
+    if not 0 < len(name) <= max_length or "\x00" in name:
+        # The form refuses it before any backend is asked: nothing to normalise (a megabyte, say) or to
+        # look up (PostgreSQL would fail on the NUL).
+        return ["user:" + name.casefold()[:max_length]]
+    name = user_model.normalize_username(name)
+    identities = ["user:" + name.casefold()[:max_length]]
+    try:
+        account = user_model._default_manager.get_by_natural_key(name)
+    except user_model.DoesNotExist:
+        return identities
+    return [*identities, f"account:{account.pk}"]
 
 
 def login_attempt(*, request: HttpRequest, username: str) -> Verdict:
     """Count a sign-in attempt before the password is checked; refund it if the sign-in succeeds."""
     ip = client_ip(request)
-    verdict = attempt("login", [_username_identity(username), "ip:" + ip], settings.LOGIN_RATE_LIMIT)
+    verdict = attempt("login", [*_login_identities(username), "ip:" + ip], settings.LOGIN_RATE_LIMIT)
     if not verdict.allowed:
         security_log.warning(
             "sign-in refused, too many attempts: username=%r ip=%s retry_after=%ss",
