@@ -233,7 +233,8 @@ KEY_ADD_RATE_LIMIT = env_rate("KEY_ADD_RATE_LIMIT", "10/600")  # keys tried per 
 TRUSTED_PROXY_HOPS = int(env_float("TRUSTED_PROXY_HOPS", 0))
 # Rotating SECRET_KEY: the previous keys, still accepted for sessions and signatures until removed.
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
-# Exception reports (the admin e-mail, the technical 500 page) hide API keys wherever they are held.
+# Exception reports (the admin e-mail, logged 500s, and the technical 500 page DEBUG shows) hide API keys
+# and secret-named values. Unlike Django's own filter, this one stays on when DEBUG is on.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "fluence_portal.exception_filter.SecretHidingExceptionReporterFilter"
 
 
@@ -273,6 +274,9 @@ if SSO_PROXY_SECRET_HEADER and len(SSO_PROXY_SECRET) < 16:
     raise ImproperlyConfigured(
         "SSO_PROXY_SECRET_HEADER is set: SSO_PROXY_SECRET must be at least 16 characters."
     )
+# Without the secret, anyone who reaches the portal around the proxy could send the user header: proxy
+# sign-in then refuses to start (check sso.E001) unless this says the network lets only the proxy in.
+SSO_PROXY_TRUST_NETWORK = env_bool("SSO_PROXY_TRUST_NETWORK")
 
 OIDC_ENABLED = env_bool("OIDC_ENABLED")
 OIDC_PROVIDER_NAME = os.environ.get("OIDC_PROVIDER_NAME", "") or "single sign-on"

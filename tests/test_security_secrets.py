@@ -127,3 +127,53 @@ def test_connection_urls_with_passwords_are_hidden_among_the_reported_settings(s
 
     assert REDIS_PASSWORD not in repr(safe)
     assert all(key not in repr(safe) for key in settings.FIELD_ENCRYPTION_KEYS)
+
+
+# --- the technical 500 page DEBUG shows ---------------------------------------------------------------
+
+LIVE_KEY = "sbx_live_debug_page_Kp42"
+STORED_KEY = "sbx_live_stored_key_Wm73"
+
+
+def _debug_page_for_a_failure_holding_keys() -> str:
+    """The HTML of Django's DEBUG error page for an error raised where decrypted keys are local variables."""
+    from django.test import RequestFactory
+    from django.views.debug import technical_500_response
+
+    from vms.models import ApiKey
+
+    def use_keys():
+        api_key = LIVE_KEY  # noqa: F841 (a frame local, as in the code that calls Fluence)
+        stored = ApiKey(label="Production", secret=STORED_KEY, fingerprint=STORED_KEY[-4:])
+        plaintext = stored.secret.reveal()  # noqa: F841
+        raise RuntimeError("failure while holding keys")
+
+    request = RequestFactory().get("/keys/")
+    try:
+        use_keys()
+    except RuntimeError:
+        response = technical_500_response(request, *sys.exc_info())
+    return response.content.decode()
+
+
+def _shown_value(page: str, variable: str) -> str:
+    import html
+    import re
+
+    match = re.search(rf"<td>{variable}</td>\s*<td class=\"code\"><pre>(.*?)</pre></td>", page, re.DOTALL)
+    assert match, f"the page lists no local variable {variable}"
+    return html.unescape(match.group(1))
+
+
+def test_the_debug_error_page_hides_decrypted_keys_held_in_local_variables(settings):
+    settings.DEBUG = True
+
+    page = _debug_page_for_a_failure_holding_keys()
+
+    assert "failure while holding keys" in page and "use_keys" in page  # the page is still useful
+    assert LIVE_KEY not in page
+    assert STORED_KEY not in page
+    masked = repr(SafeExceptionReporterFilter.cleansed_substitute)
+    assert _shown_value(page, "api_key") == masked
+    assert _shown_value(page, "plaintext") == masked
+    assert "Production" in _shown_value(page, "stored")  # the model instance is shown, never its secret

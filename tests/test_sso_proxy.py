@@ -32,6 +32,7 @@ def proxy(settings):
     settings.SSO_PROXY_GROUPS_SEPARATOR = ","
     settings.SSO_PROXY_SECRET_HEADER = ""
     settings.SSO_PROXY_SECRET = ""
+    settings.SSO_PROXY_TRUST_NETWORK = True  # no secret: only the proxy reaches the portal
     settings.SSO_CREATE_USERS = True
     settings.SSO_GROUP_MAP = {"ops-team": "Operators", "auditors": "Auditors"}
     return settings
@@ -208,6 +209,99 @@ def test_an_htmx_request_after_the_header_is_gone_redirects_the_whole_page(clien
 
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith("/accounts/login/?next=/")
+
+
+# --- Without the shared secret, proxy sign-in refuses to start unless the network is trusted -------------
+
+
+def _check_ids() -> list[str]:
+    from django.core import checks
+
+    return [message.id for message in checks.run_checks(tags=[checks.Tags.security])]
+
+
+def test_proxy_sign_in_without_a_secret_is_a_system_check_error(proxy):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    proxy.SSO_PROXY_TRUST_NETWORK = False
+
+    assert "sso.E001" in _check_ids()
+    with pytest.raises(SystemCheckError) as refused:  # manage.py check, migrate and runserver stop here
+        call_command("check")
+    assert "anyone who can reach the portal" in str(refused.value)
+    assert "X-Auth-Request-User header and sign in as any user" in str(refused.value)
+
+
+def _manage_py_check(**environment: str) -> subprocess.CompletedProcess:
+    # A fresh interpreter: the check is registered and the setting read the way a real start does it.
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("SSO_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "fluence_portal.settings_test", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_manage_py_check_stops_proxy_sign_in_without_a_secret_unless_the_network_is_trusted():
+    refused = _manage_py_check(SSO_PROXY_ENABLED="1")
+    trusted = _manage_py_check(SSO_PROXY_ENABLED="1", SSO_PROXY_TRUST_NETWORK="1")
+
+    assert refused.returncode != 0
+    assert "sso.E001" in refused.stderr and "sign in as any user" in refused.stderr
+    assert trusted.returncode == 0, trusted.stderr
+
+
+def test_proxy_sign_in_without_a_secret_refuses_to_load_the_app(proxy):
+    from fluence_portal.sso.proxy import SsoProxyMiddleware
+
+    proxy.SSO_PROXY_TRUST_NETWORK = False
+
+    # What each gunicorn worker does at boot (gunicorn runs no system checks).
+    with pytest.raises(ImproperlyConfigured, match="sign in as any user"):
+        SsoProxyMiddleware(lambda request: None)
+
+
+@pytest.mark.parametrize(
+    ("secret_header", "secret", "trust_network"),
+    [
+        ("X-Proxy-Secret", PROXY_SECRET, False),  # the proxy proves itself
+        ("", "", True),  # the operator says only the proxy reaches the portal
+        ("X-Proxy-Secret", PROXY_SECRET, True),
+    ],
+)
+def test_proxy_sign_in_with_a_secret_or_a_trusted_network_passes_the_checks(
+    proxy, secret_header, secret, trust_network
+):
+    from fluence_portal.sso.proxy import SsoProxyMiddleware
+
+    proxy.SSO_PROXY_SECRET_HEADER = secret_header
+    proxy.SSO_PROXY_SECRET = secret
+    proxy.SSO_PROXY_TRUST_NETWORK = trust_network
+
+    assert "sso.E001" not in _check_ids()
+    SsoProxyMiddleware(lambda request: None)
+
+
+def test_a_secret_header_without_a_secret_value_is_no_secret(proxy):
+    # An empty secret would match a request that sends no secret header at all.
+    proxy.SSO_PROXY_TRUST_NETWORK = False
+    proxy.SSO_PROXY_SECRET_HEADER = "X-Proxy-Secret"
+    proxy.SSO_PROXY_SECRET = ""
+
+    assert "sso.E001" in _check_ids()
+
+
+def test_without_proxy_sign_in_no_secret_is_needed(settings):
+    settings.SSO_PROXY_ENABLED = False
+    settings.SSO_PROXY_SECRET_HEADER = ""
+    settings.SSO_PROXY_SECRET = ""
+    settings.SSO_PROXY_TRUST_NETWORK = False
+
+    assert "sso.E001" not in _check_ids()
 
 
 # --- The underscore variant: X_Auth_Request_User lands in the same WSGI key as X-Auth-Request-User ---

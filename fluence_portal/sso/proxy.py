@@ -16,12 +16,14 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse
 
 from fluence_portal.sso import services
+from fluence_portal.sso.checks import proxy_trust_errors
 from fluence_portal.sso.models import SsoIdentity
+from vms import request_meta
 
 security_log = logging.getLogger("fluence_portal.security")
 
@@ -54,7 +56,9 @@ def proxy_identity(request: HttpRequest) -> ProxyIdentity | None:
     username = request.META.get(meta_key(settings.SSO_PROXY_USER_HEADER))
     if username is None:
         return None
-    client = request.META.get("REMOTE_ADDR", "")
+    # The address of whoever sent the header: the hop that connected, and the person behind it as the
+    # trusted proxies name them (the same address the rate limits and the audit use).
+    client = f"{request_meta.client_ip(request)} via {request.META.get('REMOTE_ADDR', '')}"
     if settings.SSO_PROXY_SECRET_HEADER:
         offered = request.META.get(meta_key(settings.SSO_PROXY_SECRET_HEADER), "")
         if not hmac.compare_digest(offered.encode(), settings.SSO_PROXY_SECRET.encode()):
@@ -139,6 +143,10 @@ class SsoProxyMiddleware:
     """
 
     def __init__(self, get_response):
+        # gunicorn runs no system checks; loading the app (each worker's boot) refuses what sso.E001 does.
+        errors = proxy_trust_errors()
+        if errors:
+            raise ImproperlyConfigured(f"{errors[0].msg} {errors[0].hint}")
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
