@@ -63,6 +63,14 @@ FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
 FLUENCE_API_URLS = [url.rstrip("/") for url in env_list("FLUENCE_API_URLS", "https://api.fluence.dev")]
 FLUENCE_CONNECT_TIMEOUT = env_float("FLUENCE_CONNECT_TIMEOUT", 3.05)
 FLUENCE_READ_TIMEOUT = env_float("FLUENCE_READ_TIMEOUT", 10.0)
+# No call (connect, headers and body) and no list of many pages outlives this, however slowly Fluence
+# sends; nor is more than this read of one answer (32 MiB holds about 10,000 VMs several times over).
+FLUENCE_TOTAL_TIMEOUT = env_float("FLUENCE_TOTAL_TIMEOUT", 15.0)
+FLUENCE_MAX_RESPONSE_BYTES = int(env_float("FLUENCE_MAX_RESPONSE_BYTES", 32 * 1024 * 1024))
+# A process adds no call to an API base URL while this many of its calls there have waited longer than
+# FLUENCE_SLOW_CALL_SECONDS: one slow API cannot hold every thread (and so the sign-in page) hostage.
+FLUENCE_SLOW_CALL_SECONDS = env_float("FLUENCE_SLOW_CALL_SECONDS", 2.0)
+FLUENCE_SLOW_CALLS_PER_API = int(env_float("FLUENCE_SLOW_CALLS_PER_API", 4))
 # How long a list answer from Fluence is reused before asking again (seconds).
 FLUENCE_CACHE_SECONDS = env_float("FLUENCE_CACHE_SECONDS", 10.0)
 

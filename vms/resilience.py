@@ -139,8 +139,9 @@ class Gate:
 
 
 def _call_budget() -> float:
-    """The longest one list call may take: a connect and a read timeout, and one retried GET."""
-    return 2 * (settings.FLUENCE_CONNECT_TIMEOUT + settings.FLUENCE_READ_TIMEOUT)
+    """The longest one list call may take: the client's total deadline, twice (a list that Fluence
+    answers with 404 is probed again on the other API generations)."""
+    return 2 * settings.FLUENCE_TOTAL_TIMEOUT
 
 
 class SingleFlight:

@@ -417,6 +417,10 @@ def main() -> int:
         bench.upstream_load()
         scale_out = os.environ.get("BENCH_SCALE_OUT", "auto")
         if scale_out != "off":
+            from tests.bench import hostile_load
+
+            hostile_load.run(record, sandbox=bench.sandbox)
+        if scale_out != "off":
             try:
                 from tests.bench import scale_out as scale_out_bench
             except ImportError:

@@ -10,8 +10,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -19,10 +17,10 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.cache import cache
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
-from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ReadTimeoutError
 
+from . import transport
 from .errors import (
     AuthError,
     BadResponse,
@@ -33,6 +31,7 @@ from .errors import (
     NotFound,
     RateLimited,
     ReadOnlyKey,
+    TooLarge,
     Unavailable,
     UpstreamTimeout,
     clean_upstream_text,
@@ -49,6 +48,7 @@ from .models import (
     parse_vm,
     parse_vm_list_lenient,
 )
+from .numbers import parse_retry_after
 
 logger = logging.getLogger("vms.fluence")
 
@@ -64,6 +64,7 @@ ERRORS_BY_CODE: dict[str, type[FluenceError]] = {
     "insufficient_balance": InsufficientBalance,
 }
 POOL_CONNECTIONS = 10
+BODY_CHUNK_BYTES = 64 * 1024
 POOL_MAXSIZE = 20
 
 
@@ -416,7 +417,9 @@ def _session() -> requests.Session:
         session = requests.Session()
         session.cookies.set_policy(_NoCookies())
         # max_retries=0: no transparent retries; the client decides (GET once, DELETE never).
-        adapter = HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=0)
+        adapter = transport.WatchedAdapter(
+            pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=0
+        )
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -442,22 +445,8 @@ class _KeyAuth(AuthBase):
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date. None when unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+class _BodyTimeout(Exception):
+    """The body stopped coming: a read timeout, or the watchdog cut the call at its deadline."""
 
 
 def _connection_never_made(exc: requests.ConnectionError) -> bool:
@@ -499,6 +488,9 @@ class FluenceClient:
             settings.FLUENCE_CONNECT_TIMEOUT if connect_timeout is None else float(connect_timeout)
         )
         self.read_timeout = settings.FLUENCE_READ_TIMEOUT if read_timeout is None else float(read_timeout)
+        # No call outlives this, and no operation (a list of many pages) outlives it from its start.
+        self.total_timeout = max(settings.FLUENCE_TOTAL_TIMEOUT, self.connect_timeout)
+        self._operation_deadline: float | None = None
         self.unreadable: list[str] = []  # why items of the last list answer could not be read
 
     def __repr__(self) -> str:
@@ -511,12 +503,15 @@ class FluenceClient:
 
     def list_answer(self) -> ListAnswer:
         """Every VM of the key (all pages), with the JSON a cache keeps to read it again."""
+        self._operation_deadline = time.monotonic() + self.total_timeout
         try:
             # Decoding and parsing a list allocate many small, acyclic objects: see cyclic_gc_paused.
             with cyclic_gc_paused():
                 answer = self.adapter.list_answer(self)
         except BadResponse as exc:
             raise self._redacted(exc) from None
+        finally:
+            self._operation_deadline = None
         self.unreadable = list(answer.unreadable)
         return answer
 
@@ -557,13 +552,16 @@ class FluenceClient:
         later with others (the pages of a list)."""
         # Only idempotent requests are retried, once, without sleeping, and only when the first attempt
         # surely changed nothing worth keeping: a connection failure or a gateway error (502/503/504).
-        # A read timeout is not retried: it would double the wait of a page that is already slow.
+        # A read timeout is not retried: it would double the wait of a page that is already slow; nor is
+        # a body abandoned at the size cap (it would be read again).
         attempts = 2 if request.idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
                 response = self._perform(request)
             except Unavailable as exc:
-                retryable = not (isinstance(exc, UpstreamTimeout) and exc.may_have_reached_server)
+                retryable = not isinstance(exc, TooLarge) and not (
+                    isinstance(exc, UpstreamTimeout) and exc.may_have_reached_server
+                )
                 if retryable and attempt < attempts:
                     continue
                 raise
@@ -574,8 +572,16 @@ class FluenceClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _perform(self, request: ApiRequest) -> requests.Response:
+        """One HTTP exchange, its body read in full (at most FLUENCE_MAX_RESPONSE_BYTES) by the deadline."""
         url = self.base_url + request.path
+        self._refuse_when_slow()
         started = time.monotonic()
+        deadline = started + self.total_timeout
+        if self._operation_deadline is not None:
+            deadline = min(deadline, self._operation_deadline)
+        call = transport.Call(self.base_url, deadline)
+        transport.watchdog.start(call)
+        transport.calling(call)
         outcome = "?"
         try:
             response = _session().request(
@@ -587,34 +593,86 @@ class FluenceClient:
                 timeout=(self.connect_timeout, self.read_timeout),
                 # The key is in custom headers that requests would carry across a redirect to any host.
                 allow_redirects=False,
+                stream=True,
             )
+            try:
+                response._content = self._read_body(response, call)
+            finally:
+                response.close()
             outcome = str(response.status_code)
             return response
-        except requests.ConnectTimeout:
-            outcome = "connect timeout"
-            error = UpstreamTimeout(
-                f"no connection within {self.connect_timeout:g} s", may_have_reached_server=False
-            )
-        except requests.ReadTimeout:
-            outcome = "read timeout"
-            error = UpstreamTimeout(f"no answer within {self.read_timeout:g} s", may_have_reached_server=True)
-        except requests.ConnectionError as exc:
-            never_made = _connection_never_made(exc)
-            outcome = "connection refused" if never_made else "connection error"
-            error = Unavailable(
-                "the connection was refused" if never_made else "the connection failed or was dropped",
-                may_have_reached_server=not never_made,
-            )
-        except requests.RequestException as exc:
-            # Anything else (a broken body, an invalid URL): the message of requests may quote the
-            # request, so only the exception's type goes into ours.
-            outcome = type(exc).__name__
-            error = Unavailable(f"the request failed ({type(exc).__name__})", may_have_reached_server=True)
+        except TooLarge as exc:
+            outcome, error = "too large", exc
+        except (requests.RequestException, _BodyTimeout) as exc:
+            outcome, error = self._failure(exc, call)
         finally:
+            transport.calling(None)
+            transport.watchdog.finish(call)
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("fluence %s %s -> %s in %.0f ms", request.method, request.path, outcome, elapsed_ms)
         # Raised outside the except blocks: no chained cause carries a requests exception (and its request).
         raise error
+
+    def _failure(self, exc: Exception, call: transport.Call) -> tuple[str, Unavailable]:
+        """What a failed exchange means: the outcome to log and the error to raise. The message of requests
+        may quote the request, so only an exception's type goes into ours."""
+        if call.expired:
+            return "deadline", UpstreamTimeout(
+                f"no complete answer within {self.total_timeout:g} s", may_have_reached_server=True
+            )
+        if isinstance(exc, requests.ConnectTimeout):
+            return "connect timeout", UpstreamTimeout(
+                f"no connection within {self.connect_timeout:g} s", may_have_reached_server=False
+            )
+        if isinstance(exc, requests.ReadTimeout | _BodyTimeout):
+            return "read timeout", UpstreamTimeout(
+                f"no answer within {self.read_timeout:g} s", may_have_reached_server=True
+            )
+        if isinstance(exc, requests.ConnectionError):
+            never_made = _connection_never_made(exc)
+            return "connection refused" if never_made else "connection error", Unavailable(
+                "the connection was refused" if never_made else "the connection failed or was dropped",
+                may_have_reached_server=not never_made,
+            )
+        # Anything else (a broken body, an invalid URL).
+        return type(exc).__name__, Unavailable(
+            f"the request failed ({type(exc).__name__})", may_have_reached_server=True
+        )
+
+    def _read_body(self, response: requests.Response, call: transport.Call) -> bytes:
+        """The whole body, or TooLarge past the cap (the connection is then closed, not reused)."""
+        limit = settings.FLUENCE_MAX_RESPONSE_BYTES
+        too_large = TooLarge(f"more than {limit:,} bytes", may_have_reached_server=True)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_content(BODY_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        except requests.ConnectionError as exc:
+            # requests reports a read timeout inside the body as a connection error.
+            if isinstance(exc.args[0] if exc.args else None, ReadTimeoutError):
+                raise _BodyTimeout from None
+            raise
+        if call.expired:
+            # The watchdog cut the connection: what was read may look complete and is not.
+            raise _BodyTimeout
+        return b"".join(chunks)
+
+    def _refuse_when_slow(self) -> None:
+        """Add no call to an API base URL that already has FLUENCE_SLOW_CALLS_PER_API calls waiting in this
+        process for more than FLUENCE_SLOW_CALL_SECONDS: one slow API cannot take every thread."""
+        waiting = transport.watchdog.slow_calls(self.base_url, settings.FLUENCE_SLOW_CALL_SECONDS)
+        if waiting >= settings.FLUENCE_SLOW_CALLS_PER_API:
+            raise Unavailable(
+                f"{waiting} calls to {self.base_url} have waited more than "
+                f"{settings.FLUENCE_SLOW_CALL_SECONDS:g} s; the portal adds no more until they end",
+                may_have_reached_server=False,
+            )
 
     def _decode(self, request: ApiRequest, response: requests.Response, decode: bool = True) -> object:
         status = response.status_code

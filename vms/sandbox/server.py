@@ -49,6 +49,7 @@ CONTROL_PREFIX = "/_sandbox/"
 
 NOT_FOUND = {"error": "Not found"}
 B_NOT_FOUND = {"code": "not_found", "error": "Not found"}
+HOSTILE_CHUNK = 1024 * 1024
 # What a wrong_shape fault answers instead of a JSON object, and instead of a JSON array.
 WRONG_SHAPE_ARRAY = b'[{"result": "ok", "message": "not the object you were looking for"}]'
 WRONG_SHAPE_BODY = b'{"result": "ok", "message": "not the list you were looking for"}'
@@ -111,12 +112,43 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return route
 
     def _send_read(self, payload: bytes, faults: Faults) -> None:
-        """A successful read, spoilt as the malformed and wrong_shape faults ask."""
+        """A successful read, spoilt as the malformed, wrong_shape and hostile-server faults ask."""
         if faults.malformed:
             payload = payload[: len(payload) // 2]  # a truncated JSON object or array never parses
         elif faults.wrong_shape:
             payload = WRONG_SHAPE_ARRAY if payload.startswith(b"{") else WRONG_SHAPE_BODY
+        if faults.trickle_ms or faults.huge_body_mb or faults.endless:
+            # A client that gives up hangs up: that ends these answers.
+            with contextlib.suppress(OSError):
+                self._send_hostile(payload, faults)
+            self.close_connection = True
+            return
         self._send(200, payload)
+
+    def _send_hostile(self, payload: bytes, faults: Faults) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if faults.endless:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b" " * HOSTILE_CHUNK
+            frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+            while True:  # JSON may start with any amount of whitespace: the answer just never comes
+                self.wfile.write(frame)
+        padding = faults.huge_body_mb * 1024 * 1024
+        self.send_header("Content-Length", str(padding + len(payload)))
+        self.end_headers()
+        self.wfile.flush()
+        if faults.trickle_ms:
+            for index in range(len(payload)):
+                time.sleep(faults.trickle_ms / 1000)
+                self.wfile.write(payload[index : index + 1])
+                self.wfile.flush()
+            return
+        chunk = b" " * HOSTILE_CHUNK
+        for _ in range(padding // HOSTILE_CHUNK):
+            self.wfile.write(chunk)
+        self.wfile.write(b" " * (padding % HOSTILE_CHUNK) + payload)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -298,7 +330,18 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
 
 _FAULT_FIELDS = frozenset(
-    {"latency_ms", "error_rate", "error_status", "rate_limit_retry_after", "malformed", "wrong_shape", "drop"}
+    {
+        "latency_ms",
+        "error_rate",
+        "error_status",
+        "rate_limit_retry_after",
+        "malformed",
+        "wrong_shape",
+        "drop",
+        "trickle_ms",
+        "huge_body_mb",
+        "endless",
+    }
 )
 _ACCOUNT_FIELDS = frozenset(
     {

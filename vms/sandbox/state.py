@@ -60,6 +60,11 @@ class Faults:
     malformed: bool = False
     wrong_shape: bool = False
     drop: bool = False
+    # A hostile server: the body of a read one byte every `trickle_ms`; a body of `huge_body_mb` MiB (the
+    # answer, after that much leading whitespace); or a chunked body that never ends.
+    trickle_ms: int = 0
+    huge_body_mb: int = 0
+    endless: bool = False
 
     @classmethod
     def build(
@@ -72,6 +77,9 @@ class Faults:
         malformed: Any = False,
         wrong_shape: Any = False,
         drop: Any = False,
+        trickle_ms: Any = 0,
+        huge_body_mb: Any = 0,
+        endless: Any = False,
     ) -> Faults:
         """Validated faults; ValueError on nonsense (the control API answers it with 400)."""
         if (
@@ -98,7 +106,15 @@ class Faults:
             or not 0 <= rate_limit_retry_after <= 86_400
         ):
             raise ValueError("rate_limit_retry_after must be null or whole seconds between 0 and 86400")
-        for name, value in (("malformed", malformed), ("wrong_shape", wrong_shape), ("drop", drop)):
+        for name, value, most in (("trickle_ms", trickle_ms, 60_000), ("huge_body_mb", huge_body_mb, 4096)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+                raise ValueError(f"{name} must be a whole number between 0 and {most}")
+        for name, value in (
+            ("malformed", malformed),
+            ("wrong_shape", wrong_shape),
+            ("drop", drop),
+            ("endless", endless),
+        ):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")
         return cls(
@@ -109,6 +125,9 @@ class Faults:
             malformed=malformed,
             wrong_shape=wrong_shape,
             drop=drop,
+            trickle_ms=trickle_ms,
+            huge_body_mb=huge_body_mb,
+            endless=endless,
         )
 
     def as_dict(self) -> dict[str, Any]:
