@@ -51,11 +51,15 @@ $(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the OpenID Connect tests will be skipped (apt-get install -y nodejs npm)"; fi
 
+# On every core (pytest-xdist). loadgroup keeps the tests marked xdist_group on one worker each: the browser
+# tests (one Chromium) and the scale-out tests (two app instances each). `PYTEST_ARGS="-n 0"`: one process.
+XDIST := -n auto --dist loadgroup
+
 test: $(STAMP) $(OIDC_PROVIDER)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(OIDC_PROVIDER)
-	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not e2e" $(PYTEST_ARGS)
 
 format: $(STAMP)
 	$(PY) -m ruff format .

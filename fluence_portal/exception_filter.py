@@ -19,7 +19,7 @@ def _transport_codes() -> frozenset:
     """The code of the functions that put the key on the wire: every frame at or below them is hidden."""
     from vms.fluence import client
 
-    key_auth = getattr(client, "_KeyAuth", None)
+    key_auth = getattr(client, "KeyAuth", None)
     functions = [getattr(client.FluenceClient, "_perform", None), key_auth and vars(key_auth).get("__call__")]
     return frozenset(inspect.unwrap(function).__code__ for function in functions if function)
 

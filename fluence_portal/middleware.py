@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # An id offered by a proxy is reused only when it looks like an id, so that it cannot inject text into logs.
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 
 def current_request_id() -> str:
@@ -31,7 +31,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         offered = request.headers.get("X-Request-ID", "")
-        request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if _SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         request.request_id = request_id
         token = _request_id.set(request_id)
         try:

@@ -1,10 +1,20 @@
-"""Shared fixtures: users, a running local Fluence sandbox, and a clean cache for every test."""
+"""Shared fixtures: users and their keys, a running local Fluence sandbox, a clean cache for every test."""
+
+import os
 
 import pytest
 from django.core.cache import cache
+from hypothesis import settings as hypothesis_settings
 
 from tests import secret_leak_guard
+from tests.factories import ALICE_KEY, MALLORY_KEY, OPS_KEY, make_api_key
 from vms.sandbox import SandboxServer
+
+# The property tests draw the same examples on every run, so that one fails everywhere or nowhere (the suite
+# must not flake); HYPOTHESIS_PROFILE=explore draws new ones, to look for bugs on purpose.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +36,16 @@ def _clean_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _deletion_jobs_inline(monkeypatch):
+    """Bulk deletion jobs run in the request's own thread: a thread of their own would not see the test's
+    uncommitted rows. Tests that commit for real (tests/e2e, the thread test of test_deletion_jobs.py)
+    override this fixture and get real threads."""
+    from vms import deletion_jobs
+
+    monkeypatch.setattr(deletion_jobs, "spawn", lambda target: target())
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     server = SandboxServer(host="127.0.0.1", port=0).start()
@@ -35,12 +55,15 @@ def sandbox_server():
 
 @pytest.fixture
 def sandbox(sandbox_server, settings):
-    """The session's sandbox, allowlisted, with no faults and fresh counters."""
+    """The session's sandbox, allowlisted, with no faults and fresh counters; its deletion delay is put
+    back after the test, whatever the test set it to."""
     settings.FLUENCE_API_URLS = [*settings.FLUENCE_API_URLS, sandbox_server.url]
     sandbox_server.state.clear_faults()
     sandbox_server.state.reset_counts()
+    deletion_delay = sandbox_server.state.deletion_delay
     yield sandbox_server
     sandbox_server.state.clear_faults()
+    sandbox_server.state.deletion_delay = deletion_delay
 
 
 @pytest.fixture
@@ -57,6 +80,26 @@ def other_user(django_user_model):
 def alice_client(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def alice_key(user, sandbox):
+    """Alice's key "Production" on the sandbox's demo account (the documented example VM among its 14)."""
+    return make_api_key(user, sandbox, secret=ALICE_KEY, label="Production")
+
+
+@pytest.fixture
+def mallory_key(other_user, sandbox):
+    """Mallory's own key "Mine": nothing of it may ever reach Alice."""
+    return make_api_key(other_user, sandbox, secret=MALLORY_KEY, label="Mine")
+
+
+@pytest.fixture
+def api_key(user, sandbox):
+    """Alice's key "Ops" on a fresh sandbox account of ten VMs, the documented example first. A VM she
+    deletes stays listed ("deleting") for the whole test."""
+    sandbox.state.deletion_delay = 60
+    return make_api_key(user, sandbox, secret=OPS_KEY, label="Ops", vm_count=10, include_example=True)
 
 
 @pytest.fixture

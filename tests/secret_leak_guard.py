@@ -7,6 +7,7 @@ database, every Fernet key, every session id, every password tried, plus the dem
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 
@@ -16,18 +17,29 @@ MIN_SECRET_LENGTH = 8
 
 
 class SuiteLog(logging.Handler):
-    """Keeps every record, formatted with its traceback, from every logger of the process."""
+    """Keeps every record, formatted with its traceback, from every logger of the process: as plain text, and
+    as LOG_FORMAT=json writes it (with the request's user and path), decoded."""
 
     def __init__(self) -> None:
+        from fluence_portal.request_logging import JsonFormatter
+
         super().__init__(level=logging.DEBUG)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.json_formatter = JsonFormatter()
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.lines.append(self.format(record))
+            self.lines.append(json_line_text(self.json_formatter.format(record)))
         except Exception:
             self.lines.append(f"{record.name} {record.msg!r} {record.args!r}")
+
+
+def json_line_text(line: str) -> str:
+    """A JSON log line's values as text: JSON escapes a quote, a backslash or any non-ASCII character of a
+    secret, which a search of the raw line would then miss."""
+    return " ".join(str(value) for value in json.loads(line).values() if value is not None)
 
 
 class SecretRegistry:
@@ -72,7 +84,7 @@ def watching():
 
     from vms import crypto
     from vms.fluence import client as fluence_client
-    from vms.sandbox.demo import DEMO_ACCOUNTS
+    from vms.sandbox.demo_accounts import DEMO_ACCOUNTS
 
     registry = SecretRegistry()
     for value in [*DEMO_ACCOUNTS, settings.SECRET_KEY, *settings.FIELD_ENCRYPTION_KEYS]:
@@ -95,9 +107,9 @@ def watching():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            fluence_client._KeyAuth,
+            fluence_client.KeyAuth,
             "__init__",
-            _recording(registry, fluence_client._KeyAuth.__init__, _argument(1, "api_key")),
+            _recording(registry, fluence_client.KeyAuth.__init__, _argument(1, "api_key")),
         )
         patch.setattr(crypto, "encrypt", _recording(registry, crypto.encrypt, _argument(0, "plaintext")))
         patch.setattr(Fernet, "__init__", _recording(registry, Fernet.__init__, _argument(1, "key")))

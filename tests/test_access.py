@@ -19,9 +19,9 @@ from vms.models import ApiKey, DeletionEvent, KeyShare
 
 pytestmark = pytest.mark.django_db
 
-SHARED = "sbx_access_team_prod"  # fingerprint "prod"
-PRIVATE = "sbx_access_anna_only"  # fingerprint "only"
-STRANGER = "sbx_access_mallory_mine"  # fingerprint "mine"
+SHARED = "sbx_access_team_prod"  # last four "prod"
+PRIVATE = "sbx_access_anna_only"  # last four "only"
+STRANGER = "sbx_access_mallory_mine"  # last four "mine"
 HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/"}
 ROLES = ["anonymous", "owner", "viewer", "operator", "stranger"]
 
@@ -50,7 +50,7 @@ def world(sandbox, django_user_model):
     viewer_share = KeyShare.objects.create(api_key=shared_key, group=viewers, role="viewer")
     operator_share = KeyShare.objects.create(api_key=shared_key, group=operators, role="operator")
     sandbox.state.reset_counts()
-    yield SimpleNamespace(
+    return SimpleNamespace(
         users={
             "anonymous": None,
             "owner": anna,
@@ -66,7 +66,6 @@ def world(sandbox, django_user_model):
         operator_share=operator_share,
         sandbox=sandbox,
     )
-    sandbox.state.deletion_delay = 3.0
 
 
 def client_as(world, role: str) -> Client:
@@ -290,7 +289,7 @@ def audit_row(key, actor, vm_name: str) -> DeletionEvent:
         actor_id=str(actor.pk),
         key_id=str(key.pk),
         key_label=key.label,
-        key_fingerprint=key.fingerprint,
+        key_last_four=key.last_four,
         key_owner_username=key.owner.get_username(),
         vm_id="0x" + uuid.uuid4().hex.ljust(40, "0"),
         vm_name=vm_name,
@@ -506,7 +505,7 @@ def test_deciding_visibility_is_one_query_however_many_shares(world, django_asse
         key = services.apikey_create(
             owner=world.users["owner"],
             label=f"Team {index}",
-            secret=SHARED,
+            secret=f"{SHARED}_{index}",  # one person stores an account once: five accounts
             base_url=world.sandbox.url,
             verify=False,
         )
@@ -595,7 +594,11 @@ def test_the_owner_shares_changes_the_role_and_unshares(world, django_user_model
     assert KeyShare.objects.filter(group=auditors).count() == 1
     assert newcomer_client.get(delete_url(world.shared_key, vm)).status_code == 200
 
-    response = anna.post(reverse("vms:key_unshare", args=[world.shared_key.pk, share.pk]), follow=True)
+    response = anna.post(
+        reverse("vms:key_unshare", args=[world.shared_key.pk, share.pk]),
+        {"confirm": "stop-sharing"},
+        follow=True,
+    )
     assert "no longer shared with auditors" in response.content.decode()
     assert not KeyShare.objects.filter(group=auditors).exists()
     assert newcomer_client.get(detail_url(world.shared_key, vm)).status_code == 404
@@ -644,13 +647,14 @@ def test_a_share_of_another_key_cannot_be_removed_through_this_one(world):
     assert KeyShare.objects.filter(pk=other.pk).exists()
 
 
-def test_unsharing_needs_a_post_and_a_csrf_token(world):
+def test_unsharing_needs_the_confirmation_a_post_and_a_csrf_token(world):
     anna = client_as(world, "owner")
     unshare = reverse("vms:key_unshare", args=[world.shared_key.pk, world.viewer_share.pk])
-    assert anna.get(unshare).status_code == 405
+    assert anna.get(unshare).status_code == 200  # the confirmation page, nothing changed
+    assert anna.post(unshare).status_code == 200  # a POST without the confirmation: the page again
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(world.users["owner"])
-    assert strict.post(unshare).status_code == 403
+    assert strict.post(unshare, {"confirm": "stop-sharing"}).status_code == 403
     assert (
         strict.post(
             reverse("vms:key_sharing", args=[world.shared_key.pk]),

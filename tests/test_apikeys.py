@@ -5,17 +5,21 @@ import logging
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import IntegrityError, OperationalError, connection
+from django.db.models import QuerySet
 from django.urls import reverse
 
+from tests.factories import OPS_KEY
 from vms import crypto, services
-from vms.models import ApiKey
+from vms.models import ApiKey, DeletionEvent
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "sbx_alice_secret_key_7Q2x"
+HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/"}
 
 
 def _raw_column(api_key_id: int) -> str:
@@ -32,7 +36,7 @@ def test_key_is_stored_encrypted_and_reveals_only_with_the_right_key(user, sandb
     api_key = _add(user, sandbox)
     raw = _raw_column(api_key.pk)
     assert SECRET not in raw
-    assert SECRET[-4:] == api_key.fingerprint == "7Q2x"
+    assert SECRET[-4:] == api_key.last_four == "7Q2x"
     assert raw.startswith("gAAAAA")  # a Fernet token
     assert ApiKey.objects.get(pk=api_key.pk).secret.reveal() == SECRET
     assert SECRET not in repr(api_key.secret) and SECRET not in str(ApiKey.objects.get(pk=api_key.pk).secret)
@@ -131,6 +135,20 @@ def test_a_base_url_outside_the_allowlist_is_refused_without_any_call(alice_clie
         services.apikey_create(owner=None, label="x", secret=SECRET, base_url="http://10.0.0.1")
 
 
+def test_a_key_whose_address_left_the_allowlist_is_never_called(alice_client, api_key, sandbox, settings):
+    settings.FLUENCE_API_URLS = ["https://api.fluence.dev"]
+    before = sandbox.state.request_count()
+    body = alice_client.get(reverse("vms:list")).content.decode()
+    assert "no longer allows" in body
+    vm = next(vm for vm in sandbox.state.vms_for(OPS_KEY) if vm["status"] == "ACTIVE")
+    response = alice_client.post(
+        reverse("vms:delete", args=[api_key.pk, vm["id"]]), {"confirm": vm["vmName"]}, **HX
+    )
+    assert response.status_code == 404  # the VM cannot be looked up through a disallowed address
+    assert sandbox.state.request_count() == before
+    assert DeletionEvent.objects.count() == 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -168,6 +186,31 @@ def test_duplicate_label_is_refused(alice_client, user, sandbox):
     assert ApiKey.objects.count() == 1
 
 
+def test_a_key_saved_twice_at_once_gets_a_message_not_an_error(alice_client, user, sandbox, monkeypatch):
+    original = ApiKey.objects.create
+
+    def racing_create(**kwargs):
+        original(**kwargs)  # the other request won the race
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(ApiKey.objects, "create", racing_create)
+    response = alice_client.post(
+        reverse("vms:key_add"), {"label": "Twice", "secret": "sbx_saved_twice_01", "base_url": sandbox.url}
+    )
+    assert response.status_code == 400
+    assert "already have a key with this label" in response.content.decode()
+
+
+def test_a_key_refused_on_add_is_a_security_event(alice_client, sandbox, caplog):
+    caplog.set_level("WARNING", logger="fluence_portal.security")
+    alice_client.post(
+        reverse("vms:key_add"), {"label": "Guess", "secret": "sbx_demo_revoked_0001", "base_url": sandbox.url}
+    )
+    events = [record.getMessage() for record in caplog.records if record.name == "fluence_portal.security"]
+    assert any("api key refused by Fluence on add: user=alice" in event for event in events)
+    assert not any("sbx_demo_revoked_0001" in event for event in events)
+
+
 def test_rename_and_remove(alice_client, user, sandbox):
     api_key = _add(user, sandbox)
     response = alice_client.post(reverse("vms:key_rename", args=[api_key.pk]), {"label": "Prod EU"})
@@ -199,6 +242,38 @@ def test_anonymous_people_are_sent_to_sign_in(client):
         response = client.get(reverse(name))
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
+
+
+# --- when each key was last used -------------------------------------------------------------------
+
+
+def test_listing_records_when_each_key_was_last_used(alice_client, user, sandbox):
+    key = services.apikey_create(
+        owner=user, label="Quiet", secret="sbx_last_used_key_1", base_url=sandbox.url, verify=False
+    )
+    assert key.last_used_at is None
+    alice_client.get(reverse("vms:list"))
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+
+def test_last_used_bookkeeping_never_fails_the_page_or_writes_on_every_refresh(
+    alice_client, api_key, monkeypatch, django_assert_max_num_queries
+):
+    alice_client.get(reverse("vms:list"))  # the first refresh records the use
+    writes = []
+    monkeypatch.setattr(QuerySet, "update", lambda self, **kwargs: writes.append(kwargs) or 0)
+    for _ in range(5):
+        alice_client.get(reverse("vms:list"), **HX)
+    assert writes == []  # not again within five minutes
+
+    cache.delete(f"apikey:last-used:{api_key.pk}")
+
+    def locked(self, **kwargs):
+        raise OperationalError("database table is locked")
+
+    monkeypatch.setattr(QuerySet, "update", locked)
+    assert alice_client.get(reverse("vms:list")).status_code == 200
 
 
 # --- the provisioning command ---------------------------------------------------------------------

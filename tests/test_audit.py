@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import ALICE_KEY, OPS_KEY
 from vms import services
 from vms.audit import attempts_needing_reconciliation, deletion_events_for_user, events_for_vm
 from vms.fluence.models import parse_vm
@@ -29,28 +30,6 @@ VM_B = "0x00000000000000000000000000000000000000b2"
 HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/audit/"}
 AUDIT = "/audit/"
 EXPORT = "/audit/export.csv"
-
-
-@pytest.fixture
-def alice_key(user):
-    return services.apikey_create(
-        owner=user,
-        label="Production",
-        secret="alice-secret-9f3c",
-        base_url="https://api.fluence.dev",
-        verify=False,
-    )
-
-
-@pytest.fixture
-def mallory_key(other_user):
-    return services.apikey_create(
-        owner=other_user,
-        label="Mine",
-        secret="mallory-secret-77aa",
-        base_url="https://api.fluence.dev",
-        verify=False,
-    )
 
 
 @pytest.fixture
@@ -84,7 +63,7 @@ def make_event(
         "request_id": "req-" + uuid.uuid4().hex[:12],
         "key_id": str(key.pk),
         "key_label": key.label,
-        "key_fingerprint": key.fingerprint,
+        "key_last_four": key.last_four,
         "key_owner_username": key.owner.get_username(),
         "base_url": key.base_url,
         "vm_id": vm_id,
@@ -166,31 +145,30 @@ def test_owner_sees_their_keys_rows_with_every_column(alice_client, user, alice_
     assert "HX-Request" in response["Vary"]
     body = response.content.decode()
     assert "<html" in body
-    assert rows_of(response) == [str(intent.correlation_id)] * 2
-    row = body[body.index('data-kind="intent"') :]
+    assert rows_of(response) == [str(intent.correlation_id)]  # one line for the attempt
+    row = body[body.index('<tr class="audit-row"') :]
     row = row[: row.index("</tr>")]
     for expected in (
         intent.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "alice",
         "Production",
-        "…9f3c",
+        "…tion",
         "web-1",
         VM_A,
-        "Intent",
+        "Failed",
+        "Fluence refused this API key",
         intent.request_id,
         str(intent.correlation_id)[:8],
     ):
         assert expected in row, expected
-    assert "Failed" in body and "Fluence refused this API key" in body
     assert "Mine" not in body and "mallory" not in body
 
 
-def test_rows_of_one_attempt_are_grouped_and_linked(alice_client, user, alice_key):
+def test_an_attempt_is_one_line_linked_to_its_rows(alice_client, user, alice_key):
     intent, _outcome = make_attempt(alice_key, user)
     body = alice_client.get(AUDIT).content.decode()
-    assert f'class="audit-row attempt-first" data-correlation-id="{intent.correlation_id}"' in body
-    assert f'class="audit-row attempt-more" data-correlation-id="{intent.correlation_id}"' in body
-    assert f"?attempt={intent.correlation_id}" in body
+    assert body.count(f'data-correlation-id="{intent.correlation_id}"') == 1
+    assert f'href="/audit/?attempt={intent.correlation_id}"' in body
 
 
 def test_someone_else_sees_nothing_of_them(client, other_user, user, alice_key):
@@ -209,7 +187,7 @@ def test_someone_else_sees_nothing_of_them(client, other_user, user, alice_key):
 def test_the_actor_keeps_seeing_their_own_rows_after_the_key_is_gone(alice_client, user, alice_key):
     intent, _ = make_attempt(alice_key, user)
     alice_key.delete()
-    assert rows_of(alice_client.get(AUDIT)) == [str(intent.correlation_id)] * 2
+    assert rows_of(alice_client.get(AUDIT)) == [str(intent.correlation_id)]
 
 
 def test_an_auditor_sees_every_row(client, auditor, user, alice_key, other_user, mallory_key):
@@ -217,7 +195,7 @@ def test_an_auditor_sees_every_row(client, auditor, user, alice_key, other_user,
     make_attempt(mallory_key, other_user)
     client.force_login(auditor)
     response = client.get(AUDIT)
-    assert len(rows_of(response)) == 4
+    assert len(rows_of(response)) == 2  # attempts; the export has their four rows
     assert "Production" in response.content.decode() and "Mine" in response.content.decode()
     assert len(csv_rows(client.get(EXPORT))) == 4
 
@@ -324,12 +302,13 @@ def test_account_filter_by_key_id(auditor_client, trail, mallory_key):
 
 def test_outcome_filter_keeps_the_attempts_intent_row(auditor_client, trail):
     response = auditor_client.get(AUDIT, {"outcome": "failed"})
-    assert rows_of(response) == [trail["failed"]] * 2
+    assert rows_of(response) == [trail["failed"]]
+    assert len(csv_rows(auditor_client.get(EXPORT, {"outcome": "failed"}))) == 2
 
 
 def test_attempt_filter_shows_one_attempt(auditor_client, trail):
     response = auditor_client.get(AUDIT, {"attempt": trail["ok"]})
-    assert rows_of(response) == [trail["ok"]] * 2
+    assert rows_of(response) == [trail["ok"]]
 
 
 def test_filters_keep_their_values_in_the_form_and_the_pages(auditor_client, trail):
@@ -371,6 +350,179 @@ def test_far_dates_and_bad_pages_do_not_break(auditor_client, trail):
         assert auditor_client.get(AUDIT, {"page": page}).status_code == 200
 
 
+# --- one line per attempt ----------------------------------------------------------------------------
+
+
+def line_of(body: str, correlation_id) -> str:
+    """The HTML of the attempt line of one correlation id."""
+    start = body.index(f'data-correlation-id="{correlation_id}"')
+    return body[start : body.index("</tr>", start)]
+
+
+def cells_of(line: str) -> list[str]:
+    """The text of each cell of a line, tags removed and white space folded."""
+    return [
+        " ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in re.findall(r"<td[^>]*>(.*?)</td>", line)
+    ]
+
+
+def test_each_attempt_says_its_outcome_when_and_fluences_status(alice_client, user, alice_key):
+    at = datetime(2025, 4, 10, 12, 0, tzinfo=UTC)
+
+    def attempt(minute: int, outcome: str | None, *, status: int | None = None, message: str = ""):
+        intent, _ = make_attempt(alice_key, user, outcome=None, at=at + timedelta(minutes=minute))
+        if outcome:
+            make_event(
+                alice_key,
+                user,
+                kind="outcome",
+                outcome=outcome,
+                correlation_id=intent.correlation_id,
+                created_at=intent.created_at + timedelta(seconds=2),
+                upstream_status=status,
+                message=message,
+            )
+        return intent
+
+    with_status = attempt(0, "succeeded", status=204)
+    no_status = attempt(1, "succeeded")
+    failed = attempt(2, "failed", status=401, message="Fluence refused this API key (HTTP 401)")
+    unknown = attempt(3, "unknown")
+    pending = attempt(4, None)
+
+    body = alice_client.get(AUDIT).content.decode()
+    assert len(rows_of_body(body)) == 5
+    # Asked, actor, account, VM, outcome (and when), upstream, message, request id, rows link.
+    ok = cells_of(line_of(body, with_status.correlation_id))
+    assert ok[0] == "2025-04-10 12:00:00 UTC" and ok[1] == "alice" and ok[2] == "Production …tion"
+    assert ok[3] == f"web-1 {VM_A}"
+    assert ok[4] == "Succeeded 12:00:02" and ok[5] == "204"
+    assert ok[7] == with_status.request_id
+    assert cells_of(line_of(body, no_status.correlation_id))[4:6] == ["Succeeded 12:01:02", "accepted"]
+    failed_cells = cells_of(line_of(body, failed.correlation_id))
+    assert failed_cells[4:7] == ["Failed 12:02:02", "401", "Fluence refused this API key (HTTP 401)"]
+    assert cells_of(line_of(body, unknown.correlation_id))[4:6] == ["Unknown 12:03:02", "no answer"]
+    assert cells_of(line_of(body, pending.correlation_id))[4:6] == ["Pending", "pending"]
+
+
+def rows_of_body(body: str) -> list[str]:
+    return re.findall(r'<tr class="audit-row[^"]*" data-correlation-id="([0-9a-f-]+)"', body)
+
+
+def test_an_outcome_on_another_day_shows_its_date(alice_client, user, alice_key):
+    at = datetime(2025, 4, 10, 23, 59, 59, tzinfo=UTC)
+    intent, _ = make_attempt(alice_key, user, at=at)
+    assert cells_of(line_of(alice_client.get(AUDIT).content.decode(), intent.correlation_id))[4] == (
+        "Succeeded 2025-04-11 00:00:00 UTC"
+    )
+
+
+def test_a_reconciled_attempt_shows_its_latest_outcome(alice_client, user, alice_key):
+    at = timezone.now() - timedelta(hours=1)
+    intent, _ = make_attempt(alice_key, user, outcome="unknown", at=at)
+    make_event(
+        alice_key,
+        user,
+        kind="outcome",
+        outcome="succeeded",
+        correlation_id=intent.correlation_id,
+        created_at=at + timedelta(minutes=10),
+        source="reconcile",
+        upstream_status=None,
+        message="Fluence no longer lists this VM.",
+    )
+    body = alice_client.get(AUDIT).content.decode()
+    cells = cells_of(line_of(body, intent.correlation_id))
+    assert cells[4].startswith("Succeeded") and cells[4].endswith("by reconciliation")
+    assert cells[5] == "accepted" and cells[6] == "Fluence no longer lists this VM."
+    assert len(rows_of_body(body)) == 1
+
+
+def test_the_rows_of_one_attempt_are_one_click_away(alice_client, user, alice_key, other_user, mallory_key):
+    intent, outcome = make_attempt(alice_key, user, outcome="failed", message="Fluence is unavailable")
+    other, _ = make_attempt(alice_key, user)
+    body = alice_client.get(AUDIT).content.decode()
+    link = f'href="/audit/?attempt={intent.correlation_id}"'
+    assert link in line_of(body, intent.correlation_id)
+    assert "audit-attempt-rows" not in body  # the rows table only for one attempt
+
+    detail = alice_client.get(AUDIT, {"attempt": str(intent.correlation_id)}).content.decode()
+    assert rows_of_body(detail) == [str(intent.correlation_id)]
+    rows = detail[detail.index('id="audit-attempt-rows"') :]
+    rows = rows[: rows.index("</table>")]
+    assert re.findall(r'data-kind="(\w+)"', rows) == ["intent", "outcome"]  # oldest first
+    assert intent.request_id in rows and outcome.request_id in rows and "192.0.2.10" in rows
+    assert "Fluence is unavailable" in rows and str(other.correlation_id) not in detail
+    # Somebody who may not see the attempt gets neither its line nor its rows.
+    alice_client.force_login(other_user)
+    hidden = alice_client.get(AUDIT, {"attempt": str(intent.correlation_id)}).content.decode()
+    assert rows_of_body(hidden) == [] and "audit-attempt-rows" not in hidden
+
+
+def test_the_attempt_view_through_htmx_is_the_table_with_its_rows(alice_client, user, alice_key):
+    intent, _ = make_attempt(alice_key, user)
+    body = alice_client.get(AUDIT, {"attempt": str(intent.correlation_id)}, **HX).content.decode()
+    assert body.lstrip().startswith('<section id="audit-table"') and 'id="audit-attempt-rows"' in body
+
+
+def test_paging_counts_attempts(alice_client, user, alice_key):
+    start = timezone.now() - timedelta(days=1)
+    intents = [make_attempt(alice_key, user, at=start + timedelta(minutes=i))[0] for i in range(105)]
+    first = alice_client.get(AUDIT)
+    body = first.content.decode()
+    assert len(rows_of(first)) == 100 and rows_of(first)[0] == str(intents[-1].correlation_id)
+    assert '<strong id="audit-count">105</strong> attempts' in body
+    assert "Page 1 of 2 (attempts 1\N{EN DASH}100)" in body
+    second = rows_of(alice_client.get(AUDIT, {"page": "2"}))
+    assert second == [str(intent.correlation_id) for intent in reversed(intents[:5])]
+    # Filters page on attempts too.
+    filtered = alice_client.get(AUDIT, {"outcome": "succeeded", "page": "2"})
+    assert len(rows_of(filtered)) == 5
+    assert len(csv_rows(alice_client.get(EXPORT))) == 210
+
+
+def test_the_page_asks_the_database_the_same_whatever_the_number_of_attempts(
+    alice_client, user, alice_key, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_attempt(alice_key, user)
+    with CaptureQueriesContext(connection) as few:
+        alice_client.get(AUDIT)
+    for _ in range(30):
+        make_attempt(alice_key, user)
+        make_attempt(alice_key, user, outcome=None)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = alice_client.get(AUDIT)
+    assert len(rows_of(response)) == 61
+
+
+def test_the_actor_filters_placeholder_fits(alice_client):
+    body = alice_client.get(AUDIT).content.decode()
+    assert 'placeholder="Actor"' in body and "Actor (usernam" not in body.split('placeholder="')[1][:20]
+
+
+def test_the_export_is_unchanged_every_row_with_the_same_columns(alice_client, user, alice_key):
+    first, _ = make_attempt(alice_key, user)
+    second, _ = make_attempt(alice_key, user, outcome=None)
+    body = b"".join(alice_client.get(EXPORT).streaming_content).decode()
+    assert body.splitlines()[0] == (
+        "created_at_utc,correlation_id,kind,outcome,source,actor_username,actor_id,client_ip,user_agent,"
+        "request_id,key_id,key_label,key_fingerprint,key_owner_username,base_url,vm_id,vm_name,"
+        "upstream_status,message,vm_snapshot"
+    )
+    rows = csv_rows_of(body.encode())
+    expected = [
+        (first.correlation_id, "intent"),
+        (first.correlation_id, "outcome"),
+        (second.correlation_id, "intent"),
+    ]
+    assert sorted((row["correlation_id"], row["kind"]) for row in rows) == sorted(
+        (str(correlation_id), kind) for correlation_id, kind in expected
+    )
+
+
 # --- CSV export -------------------------------------------------------------------------------------
 
 
@@ -391,12 +543,12 @@ def test_export_has_a_header_and_every_column(alice_client, user, alice_key):
     assert row["client_ip"] == "192.0.2.10" and row["user_agent"] == "Mozilla/5.0 test"
     assert row["request_id"] == intent.request_id
     assert row["key_id"] == str(alice_key.pk) and row["key_label"] == "Production"
-    assert row["key_fingerprint"] == "9f3c" and row["key_owner_username"] == "alice"
+    assert row["key_fingerprint"] == "tion" and row["key_owner_username"] == "alice"
     assert row["vm_id"] == VM_A and row["vm_name"] == "web-1"
     assert row["vm_snapshot"] == json.dumps(intent.vm_snapshot, separators=(",", ":"), sort_keys=True)
     assert " " not in row["vm_snapshot"]
     assert rows[0]["outcome"] == "failed" and rows[0]["message"] == "Fluence is unavailable (HTTP 503)."
-    assert "alice-secret" not in b"".join(alice_client.get(EXPORT).streaming_content).decode()
+    assert ALICE_KEY not in b"".join(alice_client.get(EXPORT).streaming_content).decode()
 
 
 def test_export_holds_only_the_filtered_rows(auditor_client, trail):
@@ -517,20 +669,11 @@ def test_admin_refuses_add_change_and_delete(admin_client_with_trail):
 
 # --- what a deletion records: the person's address, and a bounded copy of Fluence's VM ------------------
 
-PROXY_KEY = "sbx_audit_proxy_account"
 BIG = 20 * 1024 * 1024
 SMALL_ROW_BYTES = 32 * 1024  # a bounded snapshot is under this (a 16 KB budget, plus the fields read)
 META = services.RequestMeta(
     actor_username="alice", actor_id="1", client_ip="192.0.2.10", user_agent="pytest", request_id="r1"
 )
-
-
-@pytest.fixture
-def sandbox_key(user, sandbox):
-    sandbox.state.configure_account(PROXY_KEY, vm_count=3)
-    sandbox.state.deletion_delay = 60
-    yield services.apikey_create(owner=user, label="Ops", secret=PROXY_KEY, base_url=sandbox.url)
-    sandbox.state.deletion_delay = 3.0
 
 
 @pytest.mark.parametrize(
@@ -546,12 +689,12 @@ def sandbox_key(user, sandbox):
     ],
 )
 def test_a_deletion_behind_proxies_records_the_persons_address(
-    alice_client, sandbox, sandbox_key, settings, hops, remote_addr, forwarded, recorded
+    alice_client, sandbox, api_key, settings, hops, remote_addr, forwarded, recorded
 ):
     settings.TRUSTED_PROXY_HOPS = hops
-    vm = next(vm for vm in sandbox.state.vms_for(PROXY_KEY) if vm["status"] == "ACTIVE")
+    vm = next(vm for vm in sandbox.state.vms_for(OPS_KEY) if vm["status"] == "ACTIVE")
     response = alice_client.post(
-        reverse("vms:delete", args=[sandbox_key.pk, vm["id"]]),
+        reverse("vms:delete", args=[api_key.pk, vm["id"]]),
         {"confirm": vm["vmName"]},
         REMOTE_ADDR=remote_addr,
         HTTP_X_FORWARDED_FOR=forwarded,
@@ -567,7 +710,7 @@ def _delete_with_fluence_mocked(api_key, raw: dict) -> list[DeletionEvent]:
     """Delete the VM Fluence described as `raw` (the DELETE answered 200); its audit rows."""
     with responses.RequestsMock() as mock:
         mock.delete(f"{api_key.base_url}/vms/v3", json={})
-        result = services.vm_delete(api_key=api_key, vm=parse_vm(raw), meta=META)
+        result = services.vm_delete(user=api_key.owner, api_key=api_key, vm=parse_vm(raw), meta=META)
     assert result.succeeded
     return list(DeletionEvent.objects.order_by("pk"))
 
@@ -588,7 +731,7 @@ def test_the_sandboxs_vms_of_every_generation_are_recorded_whole(alice_key, gene
     state.configure_account(key, vm_count=60)
     for raw in state.vms_for(key):
         vm = parse_vm(raw, generation=generation)
-        assert services._audit_snapshot(alice_key, vm, META)["vm_snapshot"] == raw
+        assert services.audit_snapshot(alice_key, vm, META)["vm_snapshot"] == raw
 
 
 def test_a_vm_with_a_huge_unknown_field_is_recorded_without_it(alice_client, alice_key):

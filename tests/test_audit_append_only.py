@@ -8,23 +8,12 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from vms import audit_triggers, services
+from vms import audit_triggers
 from vms.models import ApiKey, AppendOnlyError, DeletionEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_triggers_installed")]
 
 VM_ID = "0x0000000000000000000000000000000000000001"
-
-
-@pytest.fixture
-def alice_key(user):
-    return services.apikey_create(
-        owner=user,
-        label="Production",
-        secret="alice-secret-9f3c",
-        base_url="https://api.fluence.dev",
-        verify=False,
-    )
 
 
 @pytest.fixture
@@ -36,7 +25,7 @@ def rows(user, alice_key):
         "actor_id": str(user.pk),
         "key_id": str(alice_key.pk),
         "key_label": alice_key.label,
-        "key_fingerprint": alice_key.fingerprint,
+        "key_last_four": alice_key.last_four,
         "key_owner_username": user.get_username(),
         "vm_id": VM_ID,
         "vm_name": "vm-name",

@@ -9,8 +9,10 @@ import uuid
 
 import pytest
 import redis
+from django.core.exceptions import ImproperlyConfigured
 
 from fluence_portal.cache import RedisCache
+from fluence_portal.settings_test import redis_url_of_worker
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 
@@ -69,3 +71,30 @@ def test_threads_share_the_client_safely(shared_cache):
     assert shared_cache.get_many([f"t{index}" for index in range(8)]) == {
         f"t{index}": 49 for index in range(8)
     }
+
+
+# --- the suite on every core: one Redis database per pytest-xdist worker --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "worker", "worker_url"),
+    [
+        ("redis://127.0.0.1:6379/8", "gw0", "redis://127.0.0.1:6379/9"),
+        ("redis://127.0.0.1:6379/8", "gw1", "redis://127.0.0.1:6379/10"),
+        ("redis://127.0.0.1:6379", "gw0", "redis://127.0.0.1:6379/1"),
+        (
+            "redis://:secret@cache:6379/15?socket_timeout=2",
+            "gw0",
+            "redis://:secret@cache:6379/0?socket_timeout=2",
+        ),
+        ("redis://127.0.0.1:6379/8", "gw15", "redis://127.0.0.1:6379/8"),  # 16 workers: every database once
+        ("unix:///run/redis.sock?db=3", "gw2", "unix:///run/redis.sock?db=6"),
+    ],
+)
+def test_each_xdist_worker_has_a_redis_database_of_its_own(redis_url, worker, worker_url):
+    assert redis_url_of_worker(redis_url, worker) == worker_url
+
+
+def test_a_seventeenth_worker_is_refused_rather_than_sharing_a_database():
+    with pytest.raises(ImproperlyConfigured, match="at most 16 workers"):
+        redis_url_of_worker("redis://127.0.0.1:6379/0", "gw16")

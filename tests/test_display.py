@@ -18,7 +18,9 @@ from vms.display import (
     format_usdc,
     format_usdc_short,
     format_utc,
+    hardware_facts,
     resource_label,
+    resource_name,
 )
 from vms.fluence import Resource
 
@@ -395,3 +397,38 @@ def test_numbers_beyond_any_plausible_one_are_text(helper, value, text):
 )
 def test_resource_label_of_an_absurd_quantity_is_text(resource, label):
     assert resource_label(resource) == label
+
+
+# --- the detail page's words for resources ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_", "name"),
+    [
+        ("VCPU", "vCPU"),
+        ("RAM", "RAM"),
+        ("STORAGE", "Storage"),
+        ("PUBLIC_IP", "Public IP"),
+        ("public_ip", "Public IP"),
+        ("NETWORK_BANDWIDTH", "Network bandwidth"),
+        ("GPU", "GPU"),
+        ("FPGA_CARD", "FPGA card"),
+        ("", "—"),
+        (None, "—"),
+    ],
+)
+def test_resource_types_read_as_people_name_them(type_, name):
+    assert resource_name(type_) == name
+
+
+def test_hardware_facts_are_named_in_words_and_a_speed_without_a_documented_unit_says_so():
+    facts = hardware_facts(
+        {"manufacturer": "Samsung", "speed": 3600, "sequentialWriteSpeed": 15000, "memoryGB": "80GB"}
+    )
+    assert [(fact.name, fact.value, fact.note) for fact in facts] == [
+        ("Manufacturer", "Samsung", ""),
+        ("Speed", "3600", "unit not stated by Fluence"),
+        ("Sequential write speed", "15000", "unit not stated by Fluence"),
+        ("Memory GB", "80GB", ""),
+    ]
+    assert hardware_facts(["not", "a", "mapping"]) == [] and hardware_facts(None) == []

@@ -28,7 +28,7 @@ from vms.fluence import (
     UpstreamTimeout,
     Vm,
 )
-from vms.fluence.client import _session, parse_retry_after
+from vms.fluence.client import parse_retry_after, thread_session
 
 BASE = "https://api.fluence.dev"
 KEY = "sk-test-SECRET-5b0e1f7c9a2d4e6f"
@@ -245,12 +245,12 @@ def test_no_cookie_carries_over_between_keys(mocked):
 def test_one_pooled_session_per_thread_without_hidden_retries():
     import threading
 
-    session = _session()
-    assert _session() is session
+    session = thread_session()
+    assert thread_session() is session
     adapter = session.get_adapter(BASE)
     assert adapter.max_retries.total == 0
     others = []
-    thread = threading.Thread(target=lambda: others.append(_session()))
+    thread = threading.Thread(target=lambda: others.append(thread_session()))
     thread.start()
     thread.join()
     assert others[0] is not session
@@ -531,6 +531,28 @@ def test_wrong_shape_200_is_bad_response(client, mocked, body):
     assert_key_hidden(caught.value)
 
 
+def test_client_returns_the_readable_vms_and_why_the_others_are_not(sandbox):
+    sandbox.state.configure_account("sbx_partly_readable_1", vm_count=3)
+    sandbox.state.add_vm("sbx_partly_readable_1", name="bad-ports", status="ACTIVE", ports="22")
+    client = FluenceClient(base_url=sandbox.url, api_key="sbx_partly_readable_1")
+    vms = client.list_vms()
+    # A VM with one odd field is listed, the field said to be unreadable.
+    assert len(vms) == 4 and client.unreadable == []
+    (bad_ports,) = [vm for vm in vms if vm.name == "bad-ports"]
+    assert bad_ports.ports == () and [item.field for item in bad_ports.unreadable] == ["ports"]
+
+    # Only an item without a usable id is left out (the sandbox never sends one: Fluence's answer is
+    # replayed with one added), and the client says why.
+    items = sandbox.state.vms_for("sbx_partly_readable_1")
+    bad_id = {**items[0], "id": "not-an-id", "vmName": "bad-id"}
+    with responses.RequestsMock() as mocked:
+        mocked.get("https://api.fluence.dev/vms/v2", json=[*items, bad_id])
+        client = FluenceClient(base_url="https://api.fluence.dev", api_key="sbx_partly_readable_1")
+        vms = client.list_vms()
+    assert len(vms) == 4 and "bad-id" not in {vm.name for vm in vms}
+    assert len(client.unreadable) == 1 and "id" in client.unreadable[0]
+
+
 def test_errors_pickle_for_caching(client, mocked):
     mocked.get(LIST_URL, status=429, json={"error": "slow down"}, headers={"Retry-After": "5"})
     with pytest.raises(RateLimited) as caught:
@@ -548,7 +570,52 @@ def test_user_messages_are_clear_sentences():
         "has the needed permissions; if it was replaced, add the new one."
     )
     assert str(RateLimited(status=429, retry_after=2.4)).endswith("Try again in 2 s.")
-    assert "may have been received" in str(Unavailable("dropped", may_have_reached_server=True))
+    # Never a write's "may have been received": the messages serve reads too (a delete words that itself).
+    assert str(Unavailable("dropped", may_have_reached_server=True)) == (
+        "Fluence could not be reached: dropped. Try again in a moment."
+    )
     assert str(UpstreamTimeout("no answer within 10 s", may_have_reached_server=True)).startswith(
         "Fluence did not answer in time: no answer within 10 s."
     )
+
+
+# A VM list is a read the page repeats by itself: its messages say what failed and what the portal does next,
+# never a write's advice, and no jargon.
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            Unavailable("the connection failed or was dropped", may_have_reached_server=True),
+            "Fluence could not be reached: the connection failed or was dropped. "
+            "The portal tries again at the next refresh.",
+        ),
+        (
+            UpstreamTimeout("no answer within 10 s", may_have_reached_server=True),
+            "Fluence did not answer in time: no answer within 10 s. "
+            "The portal tries again at the next refresh.",
+        ),
+        (
+            RateLimited(status=429, retry_after=7),
+            "Fluence is limiting the number of requests for this key (HTTP 429). "
+            "The portal waits 7 s before asking again.",
+        ),
+        (
+            BadResponse("the answer is not JSON", status=200),
+            "Fluence sent an answer the portal cannot read (HTTP 200): the answer is not JSON. Fluence may "
+            "have changed its API. The portal keeps asking; if it lasts, tell the administrator.",
+        ),
+        (
+            NotFound(status=404),
+            "Fluence has no VM list for this key at its address (HTTP 404). "
+            "If this lasts, remove the key and add it again.",
+        ),
+    ],
+)
+def test_read_messages_have_reading_advice(error, expected):
+    assert error.read_message == expected
+    for wording in ("may have been received", "reload to check", "API generation", "VM may already be gone"):
+        assert wording not in error.read_message
+
+
+def test_messages_for_a_bad_answer_use_no_jargon():
+    assert "API generation" not in BadResponse("wrong shape").user_message

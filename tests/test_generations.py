@@ -7,7 +7,7 @@ import responses
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from vms import selectors, services
+from vms import selectors, services, vm_cache
 from vms.fluence.client import FluenceClient
 from vms.models import ApiKey, DeletionEvent
 from vms.services import RequestMeta
@@ -60,15 +60,15 @@ def test_a_refused_key_is_not_stored_and_only_the_first_probe_was_sent(user, san
 @pytest.mark.parametrize("forced", ["b", "a", "baseline"])
 def test_a_forced_generation_is_tried_as_such(user, sandbox, forced):
     key = {"b": "sbx_b_forced_key_01", "a": "sbx_a_forced_key_01", "baseline": "sbx_forced_key_01"}[forced]
-    api_key = services.apikey_create(
-        owner=user, label="Mine", secret=key, base_url=sandbox.url, generation=forced
-    )
-    assert api_key.generation == forced
     # Forcing a generation the account does not speak is refused with words, nothing stored.
     other = "a" if forced == "b" else "b"
     with pytest.raises(ValidationError) as caught:
         services.apikey_create(owner=user, label="Wrong", secret=key, base_url=sandbox.url, generation=other)
     assert "does not answer this key" in str(caught.value)
+    api_key = services.apikey_create(
+        owner=user, label="Mine", secret=key, base_url=sandbox.url, generation=forced
+    )
+    assert api_key.generation == forced
 
 
 @pytest.mark.django_db
@@ -109,7 +109,7 @@ def test_terminate_sends_exactly_one_post_and_is_audited(user, sandbox):
     target = _launched(sandbox, key)
     vm = next(vm for vm in selectors.vms_for_user(user=user).rows if vm.vm.id == target["id"]).vm
 
-    outcome = services.vm_delete(api_key=api_key, vm=vm, meta=META)
+    outcome = services.vm_delete(user=api_key.owner, api_key=api_key, vm=vm, meta=META)
 
     assert outcome.succeeded
     assert sandbox.state.request_count(method="POST", key=key) == 1
@@ -129,7 +129,7 @@ def test_a_read_only_key_is_told_so_and_the_audit_says_failed(user, sandbox):
     api_key = services.apikey_create(owner=user, label="Viewer", secret=key, base_url=sandbox.url)
     vm = next(row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.can_terminate)
 
-    outcome = services.vm_delete(api_key=api_key, vm=vm, meta=META)
+    outcome = services.vm_delete(user=api_key.owner, api_key=api_key, vm=vm, meta=META)
 
     assert outcome.outcome == "failed" and "read-only" in outcome.message
     assert DeletionEvent.objects.get(vm_id=vm.id, kind="outcome").upstream_status == 403
@@ -142,7 +142,7 @@ def test_a_vm_fluence_does_not_allow_to_terminate_is_refused_before_anything_is_
     vm = next(row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.status.key == "launching")
 
     with pytest.raises(services.DeletionRefused):
-        services.vm_delete(api_key=api_key, vm=vm, meta=META)
+        services.vm_delete(user=api_key.owner, api_key=api_key, vm=vm, meta=META)
 
     assert sandbox.state.request_count(method="POST", key=key) == 0
     assert not DeletionEvent.objects.exists()
@@ -155,7 +155,7 @@ def test_a_vm_whose_status_changed_meanwhile_gets_fluences_406_as_a_failed_outco
     vm = next(row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.can_terminate)
     requests.post(f"{sandbox.url}/v2/vms/{vm.id}/terminate", headers={"X-API-KEY": key}, timeout=10)
 
-    outcome = services.vm_delete(api_key=api_key, vm=vm, meta=META)
+    outcome = services.vm_delete(user=api_key.owner, api_key=api_key, vm=vm, meta=META)
 
     assert outcome.outcome == "failed" and "current status" in outcome.message
 
@@ -170,10 +170,14 @@ def test_a_key_whose_path_was_retired_is_switched_once_and_the_keys_page_says_so
     listing = selectors.vms_for_user(user=user)
 
     assert listing.accounts[0].problem is None and len(listing.rows) == 12
+    assert listing.accounts[0].account.generation == "b"  # shown as what it now speaks …
+    api_key.refresh_from_db()
+    assert api_key.generation == "a"  # … while a read writes nothing
+    services.apikeys_record_answers(results=listing.accounts)
     api_key.refresh_from_db()
     assert (api_key.generation, api_key.previous_generation) == ("b", "a")
     assert api_key.generation_changed_at is not None
-    selectors.forget_cached_vms(key_id=api_key.pk)
+    vm_cache.forget(api_key.pk)
     selectors.vms_for_user(user=user)
     assert sandbox.state.request_count(path="/vms/v3", key=key) == 1  # never asked the old path again
     body = alice_client.get(reverse("vms:keys")).content.decode()
@@ -198,7 +202,7 @@ def test_a_path_that_stays_gone_is_probed_again_at_most_once_per_ten_minutes(use
             mock.get(base + path, status=404, json={"error": "Not found"})
         for _ in range(3):
             result = selectors.vms_for_user(user=user).accounts[0]
-            selectors.forget_cached_vms(key_id=api_key.pk)
+            vm_cache.forget(api_key.pk)
         probes = [call for call in mock.calls if call.request.url.startswith(base + "/vms/")]
 
     assert result.problem_kind == "unavailable" or "does not know" in result.problem
@@ -216,7 +220,7 @@ def test_bulk_delete_of_one_key_is_one_call_where_the_api_takes_many(user, sandb
     assert api_key.generation == generation
     vms = [row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.status.key == "active"][:3]
 
-    results = services.vms_delete(api_key=api_key, vms=vms, meta=META)
+    results = services.vms_delete(user=api_key.owner, api_key=api_key, vms=vms, meta=META)
 
     assert [result.vm_id for result in results] == [vm.id for vm in vms]
     assert all(result.succeeded for result in results)
@@ -232,9 +236,9 @@ def test_a_vm_already_being_deleted_is_left_out_of_the_one_call(user, sandbox):
     key = "sbx_a_bulk_with_one_done"
     api_key = services.apikey_create(owner=user, label="Bulk", secret=key, base_url=sandbox.url)
     vms = [row.vm for row in selectors.vms_for_user(user=user).rows if row.vm.status.key == "active"][:3]
-    selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=vms[1].id)
+    vm_cache.mark_deleting(api_key.pk, vms[1].id)
 
-    results = services.vms_delete(api_key=api_key, vms=vms, meta=META)
+    results = services.vms_delete(user=api_key.owner, api_key=api_key, vms=vms, meta=META)
 
     assert [result.outcome for result in results] == ["succeeded", "not_attempted", "succeeded"]
     assert sandbox.state.request_count(method="DELETE", key=key) == 1

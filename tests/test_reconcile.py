@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from tests.factories import OPS_KEY
 from vms import services
 from vms.models import DeletionEvent
 
@@ -17,19 +18,8 @@ GONE_VM = "0x00000000000000000000000000000000000dead1"
 
 
 @pytest.fixture
-def secret():
-    # A fresh sandbox account per test: the sandbox lives for the whole session.
-    return f"sbx_reconcile_{uuid.uuid4().hex[:16]}"
-
-
-@pytest.fixture
-def api_key(user, sandbox, secret):
-    return services.apikey_create(owner=user, label="Production", secret=secret, base_url=sandbox.url)
-
-
-@pytest.fixture
-def present_vm(sandbox, secret, api_key):
-    return sandbox.state.add_vm(secret, name="still-here", status="ACTIVE")
+def present_vm(sandbox, api_key):
+    return sandbox.state.add_vm(OPS_KEY, name="still-here", status="ACTIVE")
 
 
 def make_intent(api_key, *, vm_id, minutes_ago=10, vm_name="some-vm"):
@@ -44,7 +34,7 @@ def make_intent(api_key, *, vm_id, minutes_ago=10, vm_name="some-vm"):
         request_id="req-1234567890",
         key_id=str(api_key.pk),
         key_label=api_key.label,
-        key_fingerprint=api_key.fingerprint,
+        key_last_four=api_key.last_four,
         key_owner_username="alice",
         base_url=api_key.base_url,
         vm_id=vm_id,
@@ -63,7 +53,7 @@ def add_outcome(intent, outcome, *, minutes_ago=9):
         actor_id=intent.actor_id,
         key_id=intent.key_id,
         key_label=intent.key_label,
-        key_fingerprint=intent.key_fingerprint,
+        key_last_four=intent.key_last_four,
         vm_id=intent.vm_id,
         message="Fluence did not answer in time." if outcome == "unknown" else "",
     )
@@ -83,7 +73,7 @@ def outcomes_of(intent) -> list[DeletionEvent]:
     )
 
 
-def test_a_vm_that_has_gone_is_recorded_as_succeeded(api_key, secret):
+def test_a_vm_that_has_gone_is_recorded_as_succeeded(api_key):
     intent = make_intent(api_key, vm_id=GONE_VM)
     output = reconcile()
     [row] = outcomes_of(intent)
@@ -96,7 +86,7 @@ def test_a_vm_that_has_gone_is_recorded_as_succeeded(api_key, secret):
         "actor_id",
         "key_id",
         "key_label",
-        "key_fingerprint",
+        "key_last_four",
         "key_owner_username",
         "base_url",
         "vm_id",
@@ -105,7 +95,7 @@ def test_a_vm_that_has_gone_is_recorded_as_succeeded(api_key, secret):
     ):
         assert getattr(row, name) == getattr(intent, name), name
     assert "1 succeeded" in output
-    assert secret not in output
+    assert OPS_KEY not in output
 
 
 def test_a_vm_still_listed_soon_after_is_checked_again_later(api_key, present_vm):
@@ -171,13 +161,13 @@ def test_dry_run_appends_nothing(api_key, present_vm):
     assert str(gone.correlation_id) in output and str(present.correlation_id) in output
 
 
-def test_fluence_failing_appends_nothing_and_is_retried_next_time(api_key, sandbox, secret):
+def test_fluence_failing_appends_nothing_and_is_retried_next_time(api_key, sandbox):
     intent = make_intent(api_key, vm_id=GONE_VM)
     sandbox.state.set_faults(error_rate=1.0)
     output = reconcile()
     assert outcomes_of(intent) == []
     assert "1 left for next time" in output
-    assert secret not in output
+    assert OPS_KEY not in output
     sandbox.state.clear_faults()
     reconcile()
     assert [row.outcome for row in outcomes_of(intent)] == ["succeeded"]

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ from django.core.management.base import CommandError
 
 from vms.management.commands.runsandbox import Command as RunSandboxCommand
 from vms.sandbox import DEMO_ACCOUNTS, DEMO_USERS, EXAMPLE_VM, SandboxServer, SandboxState
+from vms.sandbox import server as sandbox_server
 
 PROD = "sbx_demo_alice_production"
 STAGING = "sbx_demo_alice_staging"
@@ -35,6 +37,18 @@ def parse_expanded(value: str) -> datetime:
 @pytest.fixture
 def server():
     with SandboxServer(port=0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def clock():
+    """The sandbox's time as the test moves it: [seconds since the epoch], starting now."""
+    return [time.time()]
+
+
+@pytest.fixture
+def timed_server(clock):
+    with SandboxServer(port=0, state=SandboxState(clock=lambda: clock[0])) as srv:
         yield srv
 
 
@@ -224,14 +238,16 @@ def test_v3_list_is_generation_a_shape(server):
 # --- delete --------------------------------------------------------------------------------------
 
 
-def test_delete_marks_then_removes_after_delay(server):
+def test_delete_marks_then_removes_after_delay(timed_server, clock):
+    server = timed_server
     server.state.deletion_delay = 0.2
     vms = get(server, RESEARCH).json()
     target = vms[1]["id"]
     response = delete(server, RESEARCH, {"vmId": target.upper().replace("0X", "0x")})
     assert response.status_code == 200 and response.json() == {}
+    clock[0] += 0.19
     assert target in [vm["id"] for vm in get(server, RESEARCH).json()]  # still listed while deleting
-    time.sleep(0.3)
+    clock[0] += 0.01
     remaining = [vm["id"] for vm in get(server, RESEARCH).json()]
     assert target not in remaining and len(remaining) == len(vms) - 1
     assert delete(server, RESEARCH, {"vmId": target}).status_code == 404
@@ -275,12 +291,14 @@ def test_delete_needs_auth(server):
 # --- add_vm and time -----------------------------------------------------------------------------
 
 
-def test_add_vm_activates_after_delay(server):
+def test_add_vm_activates_after_delay(timed_server, clock):
+    server = timed_server
     vm = server.state.add_vm(STAGING, name="new-box-1", activate_after=0.15)
     assert vm["status"] == "Launching" and vm["publicIp"] is None and "nextBillingAt" not in vm
+    clock[0] += 0.14
     listed = get(server, STAGING).json()
     assert listed[-1]["id"] == vm["id"] and listed[-1]["status"] == "Launching"
-    time.sleep(0.25)
+    clock[0] += 0.01
     active = next(v for v in get(server, STAGING).json() if v["id"] == vm["id"])
     assert active["status"] == "ACTIVE" and active["publicIp"]
     assert parse_expanded(active["nextBillingAt"]) > datetime.now(UTC)
@@ -316,11 +334,15 @@ def test_billing_epoch_rolls_over_with_time():
 # --- faults --------------------------------------------------------------------------------------
 
 
-def test_fault_latency(server):
+def test_fault_latency(server, monkeypatch):
+    waits = []  # what the sandbox sleeps for before it answers (it no longer sleeps: the test owns time)
+    monkeypatch.setattr(sandbox_server, "time", SimpleNamespace(sleep=waits.append))
     server.state.set_faults(latency_ms=200)
-    started = time.perf_counter()
     assert get(server, STAGING).status_code == 200
-    assert time.perf_counter() - started >= 0.2
+    assert waits == [0.2]
+    server.state.clear_faults()
+    assert get(server, STAGING).status_code == 200
+    assert waits == [0.2]  # no fault, no wait
 
 
 def test_fault_errors(server):

@@ -17,7 +17,8 @@ from django.db import connection
 
 from tests.bench.instances import database_url_of, instance_environment, session_cookie_for, start_instances
 from tests.bench.load import run_load, sign_in
-from vms import audit_triggers, services
+from vms import services
+from vms.models import KeyShare
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -27,6 +28,9 @@ pytestmark = [
         reason="scale-out needs a shared PostgreSQL and Redis: set DATABASE_URL=postgres://… and REDIS_URL",
     ),
     pytest.mark.django_db(transaction=True),  # the instances are other processes: they see committed rows
+    pytest.mark.usefixtures("audit_triggers_lifted_for_flush"),  # rows committed for real: see there
+    # Two real app instances per test: never two such tests at once on different xdist workers.
+    pytest.mark.xdist_group("scale-out"),
 ]
 
 CACHE_SECONDS = 2
@@ -34,22 +38,6 @@ PEOPLE = 50
 POLL_SECONDS = 6.0
 SHARED_SECRET = "scale-out-shared-team-key-0001"
 OWNER_PASSWORD = "owner-password-for-scale-out-1"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _audit_triggers_restored(django_db_setup, django_db_blocker):
-    """Put the audit table's triggers back once this module's tests (and their table flushes) are done."""
-    yield
-    with django_db_blocker.unblock():
-        audit_triggers.ensure_installed(connection)
-        # This connection may not be the one Django closes before dropping the test database (after the
-        # browser tests, the thread runs in another context): close it, or the drop finds it still open.
-        connection.close()
-
-
-@pytest.fixture(autouse=True)
-def _audit_triggers_lifted_for_the_flush(audit_triggers_lifted_for_flush):
-    """The rows here are committed for real: see audit_triggers_lifted_for_flush."""
 
 
 @pytest.fixture
@@ -69,7 +57,7 @@ def team(django_user_model, sandbox):
         member.set_unusable_password()
     members = django_user_model.objects.bulk_create(members)
     group.user_set.add(*members)
-    services.keyshare_set(api_key=api_key, group=group, role="viewer", shared_by=owner)
+    KeyShare.objects.create(api_key=api_key, group=group, role="viewer")  # set-up: no rule tested
     return owner, members
 
 

@@ -144,7 +144,7 @@ def _debug_page_for_a_failure_holding_keys() -> str:
 
     def use_keys():
         api_key = LIVE_KEY  # noqa: F841 (a frame local, as in the code that calls Fluence)
-        stored = ApiKey(label="Production", secret=STORED_KEY, fingerprint=STORED_KEY[-4:])
+        stored = ApiKey(label="Production", secret=STORED_KEY, last_four=STORED_KEY[-4:])
         plaintext = stored.secret.reveal()  # noqa: F841
         raise RuntimeError("failure while holding keys")
 

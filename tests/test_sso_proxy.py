@@ -3,6 +3,7 @@
 import io
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -372,47 +373,44 @@ def app(environ, start_response):
 """
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture
 def gunicorn_with_our_config(tmp_path):
-    """gunicorn with the repository's gunicorn.conf.py, serving an app that echoes the user header."""
+    """gunicorn with the repository's gunicorn.conf.py, serving an app that echoes the user header, on a port
+    the kernel picks and gunicorn's log names: a port found free beforehand could be taken meanwhile (by
+    another xdist worker's server), and the test would talk to that one."""
     (tmp_path / "echo.py").write_text(ECHO_APP)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(REPO / "gunicorn.conf.py"),
-            "--pythonpath",
-            str(tmp_path),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "echo:app",
-        ],
-        cwd=REPO,
-        env={**os.environ, "GUNICORN_CMD_ARGS": ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                str(REPO / "gunicorn.conf.py"),
+                "--pythonpath",
+                str(tmp_path),
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "echo:app",
+            ],
+            cwd=REPO,
+            env={**os.environ, "GUNICORN_CMD_ARGS": ""},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+        while not (listening := LISTENING.search(log.read_text(errors="replace"))):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"gunicorn did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not start")
-        yield port
+        yield int(listening[1])
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -14,7 +14,7 @@ from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vms import display, services
+from vms import display, preferences, services
 from vms.fluence.errors import RateLimited
 from vms.fluence.models import Resource, Vm, parse_balance, parse_vm
 from vms.fluence.numbers import (
@@ -25,7 +25,7 @@ from vms.fluence.numbers import (
     parse_retry_after,
     retry_after_seconds,
 )
-from vms.listing import spend_per_currency
+from vms.vm_table import OPTIONAL_COLUMNS, spend_per_currency
 
 from .test_fluence_models import EXAMPLE_VM_JSON
 from .test_fluence_models_b import B_VM_JSON
@@ -216,8 +216,8 @@ def _every_text_of(vm: Vm) -> list[str]:
     texts += [display.format_gb(vm.ram_gb), display.format_gb(vm.storage_gb)]
     texts += [display.resource_label(resource) for resource in vm.resources]
     texts += [str(vm.vcpu), str(vm.public_ip_count)]
-    spend = spend_per_currency([SimpleNamespace(vm=vm)])
-    texts += [text for total in spend for text in (total.per_day_text, total.per_month_text)]
+    spend = spend_per_currency([SimpleNamespace(vm=vm, deleting=False)])
+    texts += [display.format_money(amount) for total in spend for amount in (total.per_day, total.per_month)]
     return texts
 
 
@@ -388,6 +388,7 @@ def _row(body: str, vm_id: str) -> str:
 def test_the_list_shows_a_vm_with_absurd_price_and_ram_as_unreadable(alice_client, user, sandbox):
     sandbox.state.configure_account(KEY, vm_count=3)
     services.apikey_create(owner=user, label="Numbers", secret=KEY, base_url=sandbox.url)
+    preferences.vm_columns_set(user=user, columns=OPTIONAL_COLUMNS)  # storage too
     resources = [
         {"type": "VCPU", "quantity": 2},
         {"type": "RAM", "quantity": HUGE_RAM},
@@ -433,7 +434,11 @@ def test_the_list_shows_a_b_vm_with_absurd_price_and_ram_as_unreadable(alice_cli
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("header", "advice"), [(NINES_400, "Try again in 3600 s."), (SUPERSCRIPT_TWO, "Try again in a moment.")]
+    ("header", "advice"),
+    [
+        (NINES_400, "The portal waits 3600 s before asking again"),
+        (SUPERSCRIPT_TWO, "The portal waits a moment before asking again"),
+    ],
 )
 def test_a_429_with_an_absurd_retry_after_shows_the_rate_limit_beside_the_last_good_list(
     alice_client, user, settings, header, advice
@@ -460,4 +465,4 @@ def test_a_429_with_an_absurd_retry_after_shows_the_rate_limit_beside_the_last_g
     body = response.content.decode()
     assert "Fluence is limiting the number of requests for this key (HTTP 429)" in body
     assert advice in body
-    assert vm["id"] in body and "Showing data from" in body  # the last good list stays
+    assert vm["id"] in body and "showing data from" in body  # the last good list stays

@@ -1,4 +1,5 @@
-"""Admin: API keys are listed by label and fingerprint; their secrets are never shown or editable here."""
+"""Admin: API keys are listed by label and the last four characters of their secret, which is never shown
+or editable here."""
 
 from django.contrib import admin
 
@@ -7,11 +8,11 @@ from vms.models import ApiKey, DeletionEvent, KeyShare
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["label", "owner", "fingerprint", "base_url", "created_at", "last_used_at"]
+    list_display = ["label", "owner", "last_four", "base_url", "created_at", "last_used_at"]
     list_filter = ["base_url"]
-    search_fields = ["label", "owner__username", "fingerprint"]
-    fields = ["owner", "label", "fingerprint", "base_url", "generation", "created_at", "last_used_at"]
-    readonly_fields = ["owner", "fingerprint", "base_url", "generation", "created_at", "last_used_at"]
+    search_fields = ["label", "owner__username", "last_four"]
+    fields = ["owner", "label", "last_four", "base_url", "generation", "created_at", "last_used_at"]
+    readonly_fields = ["owner", "last_four", "base_url", "generation", "created_at", "last_used_at"]
 
     def has_add_permission(self, request):
         # Keys are added through the portal's own page, which checks them against Fluence first.
@@ -28,7 +29,7 @@ class DeletionEventAdmin(admin.ModelAdmin):
         "outcome",
         "actor_username",
         "key_label",
-        "key_fingerprint",
+        "key_last_four",
         "vm_name",
         "vm_id",
         "upstream_status",

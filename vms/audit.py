@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
-from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Cast
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import QueryDict
 from django.utils import timezone
 
 from vms.models import DeletionEvent
-from vms.permissions import can_view_all_deletions
-from vms.selectors import apikeys_for_user
+from vms.permissions import deletion_events_visible_to
 
 VM_HISTORY_LIMIT = 50
 TEXT_FILTER_MAX = 200
@@ -28,22 +26,13 @@ OUTCOME_CHOICES = [
     (DeletionEvent.Outcome.SUCCEEDED.value, "Succeeded"),
     (DeletionEvent.Outcome.FAILED.value, "Failed"),
     (DeletionEvent.Outcome.UNKNOWN.value, "Unknown"),
-    (PENDING, "No outcome yet"),
+    (PENDING, "Pending (no outcome yet)"),
 ]
 
 
 def deletion_events_for_user(*, user) -> QuerySet[DeletionEvent]:
-    """The audit rows this person may read: every row with the audit permission; otherwise the rows of
-    the keys they may see (the same rule as for the VMs) and the rows of their own actions."""
-    if not user.is_authenticated:
-        return DeletionEvent.objects.none()
-    if can_view_all_deletions(user=user):
-        return DeletionEvent.objects.all()
-    # Rows hold the key id as text; compare in the database so that this stays one query.
-    visible_key_ids = (
-        apikeys_for_user(user=user).order_by().annotate(key_text=Cast("pk", CharField())).values("key_text")
-    )
-    return DeletionEvent.objects.filter(Q(key_id__in=visible_key_ids) | Q(actor_id=str(user.pk)))
+    """The audit rows this person may read (the rule: vms.permissions.deletion_events_visible_to)."""
+    return deletion_events_visible_to(user=user)
 
 
 def events_for_vm(*, user, key_id: int | str, vm_id: str) -> list[DeletionEvent]:
@@ -80,6 +69,45 @@ def latest_outcome_of(*, correlation_id: uuid.UUID) -> str | None:
         .values_list("outcome", flat=True)
         .first()
     )
+
+
+def unknown_deletions(*, key_ids, vm_id: str | None = None) -> dict[tuple[int, str], DeletionEvent]:
+    """(key id, VM id in lowercase) -> the intent row of that VM's latest deletion attempt, for the VMs
+    of these keys whose latest attempt's latest outcome is `unknown`: one query, however many rows a page
+    shows (unknown outcomes are rare, so it reads only the attempts that ever had one).
+
+    Callers pass only keys the person may see, as the VM list does: the rows it reads are theirs to read
+    (vms.permissions.deletion_events_visible_to)."""
+    key_texts = [str(key_id) for key_id in key_ids]
+    if not key_texts:
+        return {}
+    outcomes = DeletionEvent.objects.filter(kind=DeletionEvent.Kind.OUTCOME)
+    latest_outcome = (
+        outcomes.filter(correlation_id=OuterRef("correlation_id"))
+        .order_by("-created_at", "-pk")
+        .values("outcome")[:1]
+    )
+    later_attempt = DeletionEvent.objects.filter(
+        kind=DeletionEvent.Kind.INTENT,
+        key_id=OuterRef("key_id"),
+        vm_id=OuterRef("vm_id"),
+        created_at__gt=OuterRef("created_at"),
+    )
+    ever_unknown = outcomes.filter(key_id__in=key_texts, outcome=DeletionEvent.Outcome.UNKNOWN)
+    if vm_id is not None:
+        ever_unknown = ever_unknown.filter(vm_id__iexact=vm_id)
+    intents = (
+        DeletionEvent.objects.filter(
+            kind=DeletionEvent.Kind.INTENT,
+            key_id__in=key_texts,
+            correlation_id__in=ever_unknown.order_by().values("correlation_id"),
+        )
+        .annotate(latest_outcome=Subquery(latest_outcome))
+        .filter(latest_outcome=DeletionEvent.Outcome.UNKNOWN)
+        .exclude(Exists(later_attempt))
+        .order_by("created_at", "pk")
+    )
+    return {(int(intent.key_id), intent.vm_id.lower()): intent for intent in intents}
 
 
 @dataclass(frozen=True)
@@ -183,13 +211,68 @@ class AuditFilters:
         return events
 
 
+def attempts_of(events: QuerySet[DeletionEvent]) -> QuerySet[DeletionEvent]:
+    """One row per attempt: the intent rows among `events`, each annotated with its latest outcome row
+    (`outcome_value`, `outcome_at`, `outcome_status`, `outcome_message`, `outcome_source`; all None while the
+    attempt has none). One SQL statement, whatever the page size."""
+    latest = DeletionEvent.objects.filter(
+        correlation_id=OuterRef("correlation_id"), kind=DeletionEvent.Kind.OUTCOME
+    ).order_by("-created_at", "-pk")
+    return events.filter(kind=DeletionEvent.Kind.INTENT).annotate(
+        outcome_value=Subquery(latest.values("outcome")[:1]),
+        outcome_at=Subquery(latest.values("created_at")[:1]),
+        outcome_status=Subquery(latest.values("upstream_status")[:1]),
+        outcome_message=Subquery(latest.values("message")[:1]),
+        outcome_source=Subquery(latest.values("source")[:1]),
+    )
+
+
+@dataclass(frozen=True)
+class AttemptLine:
+    """One deletion attempt as the audit page shows it: its intent row and what its latest outcome says."""
+
+    intent: DeletionEvent
+    outcome: str  # succeeded, failed, unknown, or PENDING while no outcome row exists
+    outcome_at: datetime | None
+    upstream: str  # Fluence's HTTP status; "accepted" for a success without one; "pending"; "no answer"
+    message: str
+    reconciled: bool  # the outcome was appended by reconcile_deletions
+
+    @classmethod
+    def of(cls, intent: DeletionEvent) -> "AttemptLine":
+        """From an intent row annotated by attempts_of."""
+        outcome = intent.outcome_value or PENDING
+        if intent.outcome_status is not None:
+            upstream = str(intent.outcome_status)
+        elif outcome == DeletionEvent.Outcome.SUCCEEDED:
+            upstream = "accepted"
+        elif outcome == PENDING:
+            upstream = PENDING
+        else:
+            upstream = "no answer"
+        return cls(
+            intent=intent,
+            outcome=outcome,
+            outcome_at=intent.outcome_at,
+            upstream=upstream,
+            message=intent.outcome_message or intent.message,
+            reconciled=intent.outcome_source == "reconcile",
+        )
+
+    @property
+    def outcome_label(self) -> str:
+        if self.outcome == PENDING:
+            return "Pending"
+        return dict(DeletionEvent.Outcome.choices).get(self.outcome, self.outcome)
+
+
 def account_options(*, events: QuerySet[DeletionEvent], limit: int = 2000) -> list[tuple[str, str]]:
-    """(key id, "label (…fingerprint)") for each account in these rows; a renamed key lists its labels."""
+    """(key id, "label (…last four)") for each account in these rows; a renamed key lists its labels."""
     labels: dict[str, list[str]] = {}
-    rows = events.order_by().values_list("key_id", "key_label", "key_fingerprint").distinct()[:limit]
-    for key_id, label, fingerprint in rows:
+    rows = events.order_by().values_list("key_id", "key_label", "key_last_four").distinct()[:limit]
+    for key_id, label, last_four in rows:
         if key_id:
-            labels.setdefault(key_id, []).append(f"{label} (…{fingerprint})")
+            labels.setdefault(key_id, []).append(f"{label} (…{last_four})")
     options = [(key_id, " / ".join(sorted(names))) for key_id, names in labels.items()]
     return sorted(options, key=lambda option: (option[1].lower(), option[0]))
 

@@ -7,15 +7,20 @@ from datetime import UTC
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from vms.audit import OUTCOME_CHOICES, AuditFilters, account_options, deletion_events_for_user
+from vms import htmx
+from vms.audit import (
+    OUTCOME_CHOICES,
+    AttemptLine,
+    AuditFilters,
+    account_options,
+    attempts_of,
+    deletion_events_for_user,
+)
 from vms.models import DeletionEvent
-from vms.views import htmx_partial
 
 PAGE_SIZE = 100
 
@@ -32,7 +37,7 @@ CSV_COLUMNS = [
     ("request_id", lambda event: event.request_id),
     ("key_id", lambda event: event.key_id),
     ("key_label", lambda event: event.key_label),
-    ("key_fingerprint", lambda event: event.key_fingerprint),
+    ("key_fingerprint", lambda event: event.key_last_four),  # the column's name since the first export
     ("key_owner_username", lambda event: event.key_owner_username),
     ("base_url", lambda event: event.base_url),
     ("vm_id", lambda event: event.vm_id),
@@ -59,9 +64,12 @@ def csv_safe(value: str) -> str:
 def audit_list(request: HttpRequest) -> HttpResponse:
     filters = AuditFilters.from_querydict(request.GET)
     visible = deletion_events_for_user(user=request.user)
-    page = Paginator(filters.apply(visible), PAGE_SIZE).get_page(request.GET.get("page"))
+    # One line per attempt (its intent row with the latest outcome); the export keeps every row.
+    page = Paginator(attempts_of(filters.apply(visible)), PAGE_SIZE).get_page(request.GET.get("page"))
+    # One attempt asked for: its rows too, intent and outcomes, oldest first.
+    attempt_rows = list(filters.apply(visible).order_by("created_at", "pk")) if filters.attempt else []
     audit_url = reverse("vms:audit")
-    partial = htmx_partial(request)
+    partial = htmx.is_partial(request)
     # The account choices belong to the form, which a table-only response does not carry.
     account_choices = [] if partial else account_options(events=visible)
     if filters.account and not partial and filters.account not in {key_id for key_id, _ in account_choices}:
@@ -70,7 +78,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     context = {
         "filters": filters,
         "page": page,
-        "events": page.object_list,
+        "attempts": [AttemptLine.of(intent) for intent in page.object_list],
+        "attempt_rows": attempt_rows,
         "audit_url": audit_url,
         "export_url": f"{reverse('vms:audit_export')}?{filters.querystring()}".rstrip("?"),
         "prev_url": f"?{filters.querystring(page=page.previous_page_number())}"
@@ -80,10 +89,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         "outcome_choices": OUTCOME_CHOICES,
         "account_choices": account_choices,
     }
-    template = "vms/audit.html#audit-table" if partial else "vms/audit.html"
-    response = render(request, template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return htmx.render(request, "vms/audit.html", context, partial="vms/audit.html#audit-table")
 
 
 class _Echo:

@@ -1,10 +1,18 @@
-"""Database models: the API keys people store to reach their Fluence accounts."""
+"""Database models: the API keys people store to reach their Fluence accounts, their shares, and the
+append-only deletion audit trail."""
 
 from django.conf import settings
 from django.db import models
 
 from vms.fields import EncryptedSecretField
 from vms.fluence.client import GENERATION_LABELS
+
+
+def is_allowed_api_url(base_url: str) -> bool:
+    """The administrator lets keys reach this Fluence API base URL (FLUENCE_API_URLS). Asked at every use,
+    not only when a key is added: the list may have changed since, and anything else would let a stored
+    key make the server call arbitrary addresses."""
+    return base_url in settings.FLUENCE_API_URLS
 
 
 class ApiKey(models.Model):
@@ -14,8 +22,11 @@ class ApiKey(models.Model):
     label = models.CharField(max_length=80, help_text="A name you recognise, e.g. “Production”.")
     secret = EncryptedSecretField()
     # The last four characters of the key: the only part of it ever shown.
-    fingerprint = models.CharField(max_length=4)
+    last_four = models.CharField(max_length=4, db_column="fingerprint")
     base_url = models.CharField(max_length=200)
+    # Which Fluence account this is: a keyed HMAC of the secret and base_url (vms.secret_digest), never
+    # shown. Equal digests are the same account; empty when the secret could not be decrypted to compute it.
+    secret_digest = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
     # Which Fluence API answers this key: found by probing when it is added, and again if its path retires.
     generation = models.CharField(max_length=20, choices=list(GENERATION_LABELS.items()), default="baseline")
     previous_generation = models.CharField(max_length=20, blank=True)
@@ -32,7 +43,7 @@ class ApiKey(models.Model):
         verbose_name = "API key"
 
     def __str__(self) -> str:
-        return f"{self.label} (…{self.fingerprint})"
+        return f"{self.label} (…{self.last_four})"
 
 
 class AppendOnlyError(Exception):
@@ -55,7 +66,8 @@ class DeletionEvent(models.Model):
 
     An attempt writes an intent row before the upstream DELETE and an outcome row after it, sharing a
     correlation id. People and keys are copied as text so that removing either never touches the trail.
-    The database refuses UPDATE and DELETE on this table (triggers, see migration 0002).
+    The database refuses UPDATE, DELETE and inserts over an existing row on this table (the triggers of
+    vms/audit_triggers.py, installed by migrations 0003 and 0006).
     """
 
     class Kind(models.TextChoices):
@@ -80,7 +92,7 @@ class DeletionEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     key_id = models.CharField(max_length=40, blank=True)
     key_label = models.CharField(max_length=80)
-    key_fingerprint = models.CharField(max_length=4)
+    key_last_four = models.CharField(max_length=4, db_column="key_fingerprint")
     key_owner_username = models.CharField(max_length=150, blank=True)
     base_url = models.CharField(max_length=200, blank=True)
     vm_id = models.CharField(max_length=100, db_index=True)
@@ -133,3 +145,22 @@ class KeyShare(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key} → {self.group} ({self.role})"
+
+
+class UserPreferences(models.Model):
+    """One person's choices about how pages look, kept in the database: they follow the person to any
+    browser and survive signing out. Read and written through vms.preferences."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
+    # The optional VM table columns shown (vms.vm_table.OPTIONAL_COLUMNS), comma-separated, in table order.
+    vm_columns = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "user preferences"
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of user {self.user_id}"

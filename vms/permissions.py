@@ -12,8 +12,9 @@ from functools import cache
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Cast
 
-from vms.models import ApiKey, KeyShare
+from vms.models import ApiKey, DeletionEvent, KeyShare
 
 OWNER = "owner"
 OPERATOR = KeyShare.Role.OPERATOR.value
@@ -100,6 +101,11 @@ def role_may_delete(role: str | None) -> bool:
     return role in (OWNER, OPERATOR)
 
 
+def role_rank(role: str | None) -> int:
+    """How much a role allows, for choosing among a person's keys: owner 2, operator 1, viewer 0."""
+    return {OWNER: 2, OPERATOR: 1}.get(role, 0)
+
+
 def can_delete_vms(*, user, api_key: ApiKey) -> bool:
     """Deleting a key's VMs needs its owner, or a share with the operator role to one of their groups."""
     return role_may_delete(role_on_key(user=user, api_key=api_key))
@@ -118,3 +124,17 @@ def can_share_key(*, user, api_key: ApiKey) -> bool:
 def can_view_all_deletions(*, user) -> bool:
     """The whole audit trail (auditors, leads); everyone else reads the rows of the keys they can see."""
     return user.is_authenticated and user.has_perm("vms.view_all_deletions")
+
+
+def deletion_events_visible_to(*, user) -> QuerySet[DeletionEvent]:
+    """The audit rows this person may read: every row with the audit permission; otherwise the rows of
+    the keys they may see (the same rule as for the VMs) and the rows of their own actions."""
+    if not user.is_authenticated:
+        return DeletionEvent.objects.none()
+    if can_view_all_deletions(user=user):
+        return DeletionEvent.objects.all()
+    # Rows hold the key id as text; compare in the database so that this stays one query.
+    visible_key_ids = (
+        apikeys_visible_to(user=user).order_by().annotate(key_text=Cast("pk", CharField())).values("key_text")
+    )
+    return DeletionEvent.objects.filter(Q(key_id__in=visible_key_ids) | Q(actor_id=str(user.pk)))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from vms import metrics
+
 logger = logging.getLogger("vms.resilience")
 
 
@@ -27,6 +29,7 @@ def cooldown_start(*, key_id: int, retry_after: float | None) -> float:
     seconds = min(seconds, settings.FLUENCE_MAX_COOLDOWN_SECONDS)
     until = time.time() + seconds
     cache.set(_cooldown_key(key_id), until, timeout=int(seconds) + 1)
+    metrics.cooldown_started()
     logger.info("key %s cooling down for %.0f s after a 429", key_id, seconds)
     return until
 
@@ -76,6 +79,20 @@ def _circuit_state(base_url: str, opened_until: float | None) -> CircuitState:
     return CircuitState(open=True, retry_in=1.0)
 
 
+def circuit_snapshot(base_url: str) -> tuple[str, int]:
+    """(state: "closed", "open" or "half_open", consecutive failures), for monitoring: read without taking
+    the half-open trial call that circuit_state would take."""
+    values = cache.get_many([_opened_key(base_url), _failures_key(base_url)])
+    opened_until = values.get(_opened_key(base_url))
+    if opened_until is None:
+        state = "closed"
+    elif opened_until > time.time():
+        state = "open"
+    else:
+        state = "half_open"
+    return state, int(values.get(_failures_key(base_url)) or 0)
+
+
 def circuit_record_success(base_url: str) -> None:
     if cache.get(_failures_key(base_url)) or cache.get(_opened_key(base_url)) is not None:
         cache.delete_many(
@@ -98,6 +115,7 @@ def circuit_record_failure(base_url: str) -> None:
         until = time.time() + settings.FLUENCE_CIRCUIT_SECONDS
         cache.set(_opened_key(base_url), until, timeout=settings.FLUENCE_CIRCUIT_SECONDS * 4)
         cache.delete(f"fluence:circuit:trial:{_url_token(base_url)}")
+        metrics.circuit_opened(base_url)
         logger.warning(
             "circuit for %s open for %s s after %s failures",
             base_url,
@@ -111,16 +129,16 @@ def circuit_record_failure(base_url: str) -> None:
 
 class Gate:
     """Whether a list call for one key may go to Fluence now: its cool-down and its API's circuit, read
-    from the shared cache in one round trip (with whatever other entries the caller needs)."""
+    from the shared cache in one round trip, together with the caller's own `extra_cache_keys`."""
 
-    def __init__(self, *, key_id: int, base_url: str, also: tuple[str, ...] = ()):
+    def __init__(self, *, key_id: int, base_url: str, extra_cache_keys: tuple[str, ...] = ()):
         self.key_id = key_id
         self.base_url = base_url
         keys = [_cooldown_key(key_id), _opened_key(base_url), _failures_key(base_url)]
-        self._values = cache.get_many([*keys, *also])
+        self._values = cache.get_many([*keys, *extra_cache_keys])
 
-    def get(self, key: str):
-        """One of the caller's `also` entries, as read with the gate."""
+    def cached(self, key: str):
+        """The value of one of the `extra_cache_keys`, as read with the gate (None when absent)."""
         return self._values.get(key)
 
     def cooldown_remaining(self) -> float:
@@ -151,28 +169,30 @@ class SingleFlight:
     only by its holder's token.
     """
 
-    def __init__(self, key_id: int):
+    def __init__(self, key_id: int, *, clock=time.monotonic):
         self.lock_key = f"fluence:lock:{key_id}"
+        self._clock = clock
         self.token = uuid.uuid4().hex
         self.held = False
         self.timeout = int(_call_budget()) + 1
         self._taken_at = 0.0
 
     def acquire(self) -> bool:
-        self._taken_at = time.monotonic()
+        self._taken_at = self._clock()
         self.held = cache.add(self.lock_key, self.token, timeout=self.timeout)
         return self.held
 
     def release(self) -> None:
         # Until its timeout the lock can only be ours, and deleting it needs no check; after that it may
         # have expired and been taken by another caller, whose lock must stay.
-        in_time = time.monotonic() - self._taken_at < self.timeout - 1
+        in_time = self._clock() - self._taken_at < self.timeout - 1
         if self.held and (in_time or cache.get(self.lock_key) == self.token):
             cache.delete(self.lock_key)
         self.held = False
 
     def wait_for(self, read, *, poll: float = 0.02):
         """Wait while another caller holds the lock, until `read()` returns something or the lock goes."""
+        metrics.single_flight_waited()
         deadline = time.monotonic() + _call_budget()
         while time.monotonic() < deadline:
             value = read()

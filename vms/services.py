@@ -1,28 +1,40 @@
-"""Writes: adding, renaming and removing API keys (deletion of VMs joins here later). Each is logged."""
+"""Writes: API keys (add, rename, remove, share), what a fetch learned about them, and VM deletions.
+
+Each service takes the acting person and checks their right itself (vms.permissions decides), whoever
+calls it: NotAllowed means nothing was changed or sent. Each write is logged; deletions are audited."""
 
 import json
 import logging
 import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from vms import resilience, selectors
+from vms import audit, metrics, resilience, secret_digest, selectors, vm_cache
+from vms.accounts import VmRow
+from vms.crypto import SecretDecryptionError
 from vms.fluence.client import GENERATION_LABELS, GENERATIONS, Detection, FluenceClient, detect_generation
 from vms.fluence.errors import AuthError, FluenceError, NotFound, RateLimited, Unavailable
-from vms.fluence.models import VM_KNOWN_FIELDS, Vm, thaw
-from vms.models import ApiKey, DeletionEvent, KeyShare
+from vms.fluence.models import VM_KNOWN_FIELDS, Vm, is_valid_vm_id, thaw
+from vms.models import ApiKey, DeletionEvent, KeyShare, is_allowed_api_url
+from vms.permissions import can_delete_vms, can_manage_key, can_share_key, keys_visible_to
 from vms.request_meta import RequestMeta  # re-exported: views and tests import it from here
 
 logger = logging.getLogger("vms.services")
+
+
+class NotAllowed(Exception):
+    """This person may not do this: nothing was changed or sent. A view answers 403 or 404."""
+
 
 # Printable ASCII without spaces: anything else cannot travel in an HTTP header.
 _SECRET_RE = re.compile(r"^[\x21-\x7e]{8,512}$")
@@ -49,11 +61,28 @@ def clean_secret(secret: str) -> str:
 
 def clean_base_url(base_url: str) -> str:
     base_url = (base_url or "").strip().rstrip("/")
-    if base_url not in settings.FLUENCE_API_URLS:
+    if not is_allowed_api_url(base_url):
         raise ValidationError(
             {"base_url": "This API address is not on the administrator's list of allowed Fluence API URLs."}
         )
     return base_url
+
+
+class DuplicateApiKey(ValidationError):
+    """This person already stores this key (the same secret and API base URL): refused before Fluence is
+    asked anything."""
+
+
+def _refuse_duplicate(*, owner, secret: str, base_url: str) -> str:
+    """The digest to store with a new key; DuplicateApiKey when the owner already has it under any label.
+
+    Digests written before the newest encryption key was put first (until rotate_encryption_keys has run)
+    are matched too."""
+    candidates = secret_digest.secret_digests(secret=secret, base_url=base_url)
+    existing = ApiKey.objects.filter(owner=owner, secret_digest__in=candidates).order_by("pk").first()
+    if existing is not None:
+        raise DuplicateApiKey({"secret": f"This key is already stored as “{existing.label}”."})
+    return candidates[0]
 
 
 AUTO = "auto"
@@ -91,6 +120,7 @@ def apikey_verify(*, secret: str, base_url: str, generation: str = AUTO) -> Dete
         raise ValidationError(f"{exc.user_message} The key was not saved; try again later.") from None
 
 
+@metrics.counted_action("apikey_add")
 def apikey_create(
     *, owner, label: str, secret: str, base_url: str, generation: str = AUTO, verify: bool = True
 ) -> ApiKey:
@@ -103,6 +133,8 @@ def apikey_create(
     generation = clean_generation(generation)
     if ApiKey.objects.filter(owner=owner, label=label).exists():
         raise ValidationError({"label": "You already have a key with this label."})
+    # Before the probe: a key this person already stores sends nothing to Fluence.
+    digest = _refuse_duplicate(owner=owner, secret=secret, base_url=base_url)
     if verify:
         generation = apikey_verify(secret=secret, base_url=base_url, generation=generation).generation
     elif generation == AUTO:
@@ -111,12 +143,16 @@ def apikey_create(
         generation = "baseline"
     try:
         with transaction.atomic():
+            # The same key added twice at once (two tabs): the owner's row lock orders the two checks.
+            list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
+            _refuse_duplicate(owner=owner, secret=secret, base_url=base_url)
             api_key = ApiKey.objects.create(
                 owner=owner,
                 label=label,
                 secret=secret,
-                fingerprint=secret[-4:],
+                last_four=secret[-4:],
                 base_url=base_url,
+                secret_digest=digest,
                 generation=generation,
                 last_used_at=timezone.now() if verify else None,
             )
@@ -124,7 +160,7 @@ def apikey_create(
         # The same label was saved meanwhile (a double submit while the key was being tried).
         raise ValidationError({"label": "You already have a key with this label."}) from None
     logger.info(
-        "api key added: id=%s owner=%s label=%r fingerprint=…%s generation=%s",
+        "api key added: id=%s owner=%s label=%r last_four=…%s generation=%s",
         api_key.pk,
         owner,
         label,
@@ -134,8 +170,11 @@ def apikey_create(
     return api_key
 
 
+@metrics.counted_action("apikey_rename")
 @transaction.atomic
-def apikey_rename(*, api_key: ApiKey, label: str) -> ApiKey:
+def apikey_rename(*, user, api_key: ApiKey, label: str) -> ApiKey:
+    if not can_manage_key(user=user, api_key=api_key):
+        raise NotAllowed("Only the key's owner may rename it.")
     label = clean_label(label)
     if ApiKey.objects.filter(owner=api_key.owner, label=label).exclude(pk=api_key.pk).exists():
         raise ValidationError({"label": "You already have a key with this label."})
@@ -149,11 +188,15 @@ def apikey_rename(*, api_key: ApiKey, label: str) -> ApiKey:
     return api_key
 
 
-def apikey_delete(*, api_key: ApiKey) -> None:
-    logger.info(
-        "api key removed: id=%s label=%r fingerprint=…%s", api_key.pk, api_key.label, api_key.fingerprint
-    )
+@metrics.counted_action("apikey_remove")
+def apikey_delete(*, user, api_key: ApiKey) -> None:
+    """Remove a key (its VMs keep running on Fluence); its cached VM list is forgotten."""
+    if not can_manage_key(user=user, api_key=api_key):
+        raise NotAllowed("Only the key's owner may remove it.")
+    logger.info("api key removed: id=%s label=%r last_four=…%s", api_key.pk, api_key.label, api_key.last_four)
+    key_id = api_key.pk
     api_key.delete()
+    vm_cache.forget(key_id)
 
 
 LAST_USED_PRECISION = timedelta(minutes=5)
@@ -176,6 +219,22 @@ def apikeys_mark_used(*, key_ids: list[int]) -> None:
         ).update(last_used_at=now)
     except DatabaseError:
         logger.warning("could not record when keys %s were last used", due, exc_info=True)
+
+
+def apikeys_record_answers(*, results) -> None:
+    """Record what a fetch of VM lists learned about the keys (AccountResults): which ones answered (their
+    last use), and which now speak another API generation because Fluence retired their path."""
+    apikeys_mark_used(key_ids=[result.account.key_id for result in results if not result.problem])
+    for result in results:
+        if result.switched_to is not None:
+            _apikey_switch_generation(key_id=result.account.key_id, generation=result.switched_to)
+
+
+def _apikey_switch_generation(*, key_id: int, generation: str) -> None:
+    # Once, whoever notices first: every later request asks the right path, and the keys page says so.
+    ApiKey.objects.filter(pk=key_id).exclude(generation=generation).update(
+        previous_generation=F("generation"), generation=generation, generation_changed_at=timezone.now()
+    )
 
 
 # --- deleting VMs -------------------------------------------------------------------------------------
@@ -204,34 +263,50 @@ class DeletionRefused(Exception):
     """The deletion was not attempted (nothing sent, nothing audited); the message says why."""
 
 
-def vm_delete(*, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
+def vm_delete(*, user, api_key: ApiKey, vm: Vm, meta: RequestMeta) -> DeletionResult:
     """Delete one VM upstream, audited: an intent row committed first, an outcome row after.
 
     Never retried: a DELETE that may have reached Fluence is recorded as unknown, for a person (or the
-    reconcile_deletions command) to check. DeletionRefused (nothing sent, nothing recorded) says why not.
+    reconcile_deletions command) to check. NotAllowed (the person may not delete this key's VMs) and
+    DeletionRefused (not now) say why not; then nothing was sent or recorded.
     """
-    (result,) = vms_delete(api_key=api_key, vms=[vm], meta=meta, refuse=True)
+    (result,) = vms_delete(user=user, api_key=api_key, vms=[vm], meta=meta, refuse=True)
     return result
 
 
 def vms_delete(
-    *, api_key: ApiKey, vms: list[Vm], meta: RequestMeta, refuse: bool = False
+    *,
+    user,
+    api_key: ApiKey,
+    vms: list[Vm],
+    meta: RequestMeta,
+    refuse: bool = False,
+    on_result: Callable[[int, DeletionResult], None] | None = None,
 ) -> list[DeletionResult]:
     """Delete several VMs of one key, each with its own intent and outcome rows, in the VMs' order. Where the
     key's API deletes many in one call (generation A) one call carries them all; else one call each.
 
-    A VM that may not be deleted is not sent: its result is `not_attempted` with the reason (or, with
-    `refuse`, DeletionRefused is raised for it).
+    NotAllowed when the person may not delete this key's VMs. A VM that may not be deleted now is not
+    sent: its result is `not_attempted` with the reason (or, with `refuse`, DeletionRefused is raised).
+    `on_result(position, result)` hears of each VM as soon as its outcome is known (a job's progress).
     """
+    report = on_result or (lambda position, result: None)
     # Everything that refuses comes before the intent rows: a refusal sends nothing and records nothing.
-    if api_key.base_url not in settings.FLUENCE_API_URLS:
+    if not can_delete_vms(user=user, api_key=api_key):
+        metrics.action_counted("vm_delete", "not_allowed", len(vms))
+        raise NotAllowed("You may not delete VMs of this account. Nothing was sent.")
+    if not is_allowed_api_url(api_key.base_url):
         refused = DeletionRefused(
             f"This key points at {api_key.base_url}, which the administrator no longer allows. "
             "Nothing was sent."
         )
+        metrics.action_counted("vm_delete", "refused", len(vms))
         if refuse:
             raise refused
-        return [DeletionResult.not_attempted(vm, str(refused)) for vm in vms]
+        results = [DeletionResult.not_attempted(vm, str(refused)) for vm in vms]
+        for position, result in enumerate(results):
+            report(position, result)
+        return results
     client = FluenceClient(
         base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
     )
@@ -247,14 +322,18 @@ def vms_delete(
                 try:
                     accepted.append((position, vm, _deletion_lock(client, api_key, vm, meta, lock_seconds)))
                 except DeletionRefused as refused:
+                    metrics.action_counted("vm_delete", "refused")
                     if refuse:
                         raise
                     results[position] = DeletionResult.not_attempted(vm, str(refused))
+                    report(position, results[position])
             if accepted:
                 done = _delete_audited(
                     client=client, api_key=api_key, vms=[vm for _, vm, _ in accepted], meta=meta
                 )
-                results.update(zip([position for position, _, _ in accepted], done, strict=True))
+                for (position, _, _), result in zip(accepted, done, strict=True):
+                    results[position] = result
+                    report(position, result)
         finally:
             cache.delete_many([lock for _, _, lock in accepted])
     return [results[position] for position in range(len(vms))]
@@ -276,7 +355,7 @@ def _deletion_lock(client: FluenceClient, api_key: ApiKey, vm: Vm, meta: Request
             f"Fluence asked to slow down for this key (HTTP 429). Nothing was sent; try again in "
             f"{math.ceil(waiting)} s."
         )
-    if selectors.vm_is_deleting(key_id=api_key.pk, vm_id=vm.id):
+    if vm_cache.is_deleting(api_key.pk, vm.id):
         raise DeletionRefused("Fluence already accepted a deletion of this VM. Nothing was sent again.")
     # One deletion of a VM at a time, across every process: a double click or a second tab sends nothing.
     in_flight = f"fluence:deleting-now:{api_key.pk}:{vm.key}"
@@ -290,14 +369,18 @@ def _delete_audited(
 ) -> list[DeletionResult]:
     # No transaction.atomic here: in autocommit the intent rows are committed before the upstream call,
     # so a crash or a kill during the call cannot take them back.
-    snapshots = [_audit_snapshot(api_key, vm, meta) for vm in vms]
-    for vm, snapshot in zip(vms, snapshots, strict=True):
-        DeletionEvent.objects.create(kind=DeletionEvent.Kind.INTENT, created_at=timezone.now(), **snapshot)
+    intents = []
+    for vm in vms:
+        snapshot = audit_snapshot(api_key, vm, meta)
+        intent = DeletionEvent.objects.create(
+            kind=DeletionEvent.Kind.INTENT, created_at=timezone.now(), **snapshot
+        )
+        intents.append(intent)
         logger.info(
             "vm delete requested: vm=%s key=%s (…%s) by %s",
             vm.id,
             api_key.pk,
-            api_key.fingerprint,
+            api_key.last_four,
             meta.actor_username,
         )
     status = None
@@ -313,7 +396,7 @@ def _delete_audited(
             reason = f" (HTTP {status})" if status else ""
             message = (
                 f"Outcome unknown: Fluence did not confirm the deletion{reason}; it may or may not have "
-                "happened. Check again (refresh the list) before deleting again."
+                "happened. Use Check now on the VM's page before deleting again."
             )
         else:
             outcome = DeletionEvent.Outcome.FAILED
@@ -322,17 +405,11 @@ def _delete_audited(
         outcome = DeletionEvent.Outcome.SUCCEEDED
         message = "Fluence accepted the deletion; the VM leaves the list once the provider has finished."
         for vm in vms:
-            selectors.vm_mark_deleting(key_id=api_key.pk, vm_id=vm.id)
+            vm_cache.mark_deleting(api_key.pk, vm.id)
+    metrics.action_counted("vm_delete", outcome, len(vms))
     results = []
-    for vm, snapshot in zip(vms, snapshots, strict=True):
-        DeletionEvent.objects.create(
-            kind=DeletionEvent.Kind.OUTCOME,
-            outcome=outcome,
-            upstream_status=status,
-            message=message,
-            created_at=timezone.now(),
-            **snapshot,
-        )
+    for vm, intent in zip(vms, intents, strict=True):
+        deletion_outcome_record(intent=intent, outcome=outcome, message=message, upstream_status=status)
         logger.info("vm delete %s: vm=%s key=%s status=%s", outcome, vm.id, api_key.pk, status)
         results.append(
             DeletionResult(
@@ -340,13 +417,166 @@ def _delete_audited(
                 vm_name=vm.name,
                 outcome=outcome,
                 message=message,
-                correlation_id=snapshot["correlation_id"],
+                correlation_id=intent.correlation_id,
             )
         )
     return results
 
 
-def _audit_snapshot(api_key: ApiKey, vm: Vm, meta: RequestMeta) -> dict:
+# What an outcome row copies of its intent row (the attempt: who, which key and VM), and what only when the
+# same request learned the outcome (a later reconciliation is no request of that person's).
+_ATTEMPT_FIELDS = (
+    "correlation_id",
+    "actor_username",
+    "actor_id",
+    "key_id",
+    "key_label",
+    "key_last_four",
+    "key_owner_username",
+    "base_url",
+    "vm_id",
+    "vm_name",
+    "vm_snapshot",
+)
+_REQUEST_FIELDS = ("client_ip", "user_agent", "request_id")
+
+
+def deletion_outcome_record(
+    *,
+    intent: DeletionEvent,
+    outcome: str,
+    message: str,
+    upstream_status: int | None = None,
+    source: str = "portal",
+    at=None,
+) -> DeletionEvent:
+    """Append the outcome row of a deletion attempt, next to its intent row (never changing it)."""
+    copied = _ATTEMPT_FIELDS + (_REQUEST_FIELDS if source == intent.source else ())
+    return DeletionEvent.objects.create(
+        kind=DeletionEvent.Kind.OUTCOME,
+        outcome=outcome,
+        upstream_status=upstream_status,
+        message=message,
+        source=source,
+        created_at=at or timezone.now(),
+        **{name: getattr(intent, name) for name in copied},
+    )
+
+
+# --- settling unknown outcomes ---------------------------------------------------------------------------
+
+# A VM still listed this long after an attempt is taken as not deleted (Fluence deletes asynchronously).
+FAILED_AFTER_MINUTES = 60
+SETTLED = "settled"  # an outcome was recorded meanwhile (by the portal, a check or reconcile_deletions)
+PENDING = "pending"  # still listed, too soon to call it failed: nothing is recorded, ask again later
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What Fluence's list says of one attempt: `succeeded` or `failed` (an outcome row to append), or
+    PENDING / SETTLED (nothing to append); `message` is the sentence for a person or the command."""
+
+    outcome: str
+    message: str
+    appended: bool = False
+
+    @property
+    def settles(self) -> bool:
+        return self.outcome in (DeletionEvent.Outcome.SUCCEEDED, DeletionEvent.Outcome.FAILED)
+
+
+def deletion_listed_vm_ids(api_key: ApiKey) -> set[str]:
+    """The ids (lowercase) of the VMs Fluence lists under this key and has not accepted a deletion of; a
+    VM listed as terminating or terminated (today's API) was deleted. Raises FluenceError or
+    SecretDecryptionError."""
+    client = FluenceClient(
+        base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
+    )
+    return {vm.key for vm in client.list_vms() if not vm.termination_accepted}
+
+
+def deletion_attempt_settle(
+    *, intent: DeletionEvent, listed_vm_ids: set[str], source: str, note: str = "", dry_run: bool = False
+) -> Settlement:
+    """Decide one attempt from what Fluence lists now, and append its outcome row (unless `dry_run`): the
+    one rule of reconcile_deletions and of *Check now*. `note` ends the recorded message (who checked)."""
+    now = timezone.now()
+    if intent.vm_id.lower() in listed_vm_ids:
+        minutes = int((now - intent.created_at).total_seconds() // 60)
+        if minutes < FAILED_AFTER_MINUTES:
+            return Settlement(
+                PENDING,
+                f"Fluence still lists the VM {minutes} min after the request: the deletion may still be on "
+                f"its way (Fluence deletes asynchronously). Nothing was recorded; check again later (after "
+                f"{FAILED_AFTER_MINUTES} min it counts as failed).",
+            )
+        outcome = DeletionEvent.Outcome.FAILED
+        message = f"VM still listed by Fluence {minutes} minutes after the request"
+    else:
+        outcome = DeletionEvent.Outcome.SUCCEEDED
+        message = "VM no longer listed by Fluence"
+    if dry_run:
+        if audit.latest_outcome_of(correlation_id=intent.correlation_id) not in (
+            None,
+            DeletionEvent.Outcome.UNKNOWN,
+        ):
+            return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing would be added.")
+        return Settlement(outcome, message)
+    # One answer per attempt, whoever asks at the same moment (two people, a person and the command).
+    lock = f"vms:settling:{intent.correlation_id}"
+    if not cache.add(lock, "1", timeout=60):
+        return Settlement(SETTLED, "Someone is checking this deletion right now; nothing was added.")
+    try:
+        if audit.latest_outcome_of(correlation_id=intent.correlation_id) not in (
+            None,
+            DeletionEvent.Outcome.UNKNOWN,
+        ):
+            return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing was added.")
+        deletion_outcome_record(intent=intent, outcome=outcome, message=message + note, source=source, at=now)
+    finally:
+        cache.delete(lock)
+    return Settlement(outcome, message, appended=True)
+
+
+class CheckFailed(Exception):
+    """Fluence could not be asked (or the key not used): nothing was recorded; the message says why."""
+
+
+def deletion_check(*, user, api_key: ApiKey, vm_id: str) -> Settlement:
+    """*Check now*: ask Fluence what became of this VM's latest deletion attempt whose outcome is unknown,
+    and append what it says (source "check", the person named in the message), as reconcile_deletions
+    does. NotAllowed unless the person may delete the key's VMs; CheckFailed when Fluence cannot be asked.
+    An attempt already settled (or none unknown) is SETTLED and sends nothing."""
+    if not can_delete_vms(user=user, api_key=api_key):
+        raise NotAllowed("Only the key's owner or an operator may check its deletions. Nothing was recorded.")
+    intent = audit.unknown_deletions(key_ids=[api_key.pk], vm_id=vm_id).get((api_key.pk, vm_id.lower()))
+    if intent is None:
+        return Settlement(SETTLED, "This VM has no deletion whose outcome is unknown; nothing was checked.")
+    if not is_allowed_api_url(api_key.base_url):
+        raise CheckFailed(f"This key points at {api_key.base_url}, which the administrator no longer allows.")
+    try:
+        listed = deletion_listed_vm_ids(api_key)
+    except SecretDecryptionError:
+        raise CheckFailed("The key cannot be decrypted on this server. Nothing was recorded.") from None
+    except FluenceError as error:
+        raise CheckFailed(f"{error.user_message} Nothing was recorded.") from None
+    settlement = deletion_attempt_settle(
+        intent=intent, listed_vm_ids=listed, source="check", note=f" (checked by {user.get_username()})"
+    )
+    if settlement.outcome == DeletionEvent.Outcome.SUCCEEDED:
+        vm_cache.mark_deleting(api_key.pk, intent.vm_id)  # the list says "Deleting…" until it is gone
+    logger.info(
+        "deletion checked: attempt=%s vm=%s key=%s by %s: %s",
+        intent.correlation_id,
+        intent.vm_id,
+        api_key.pk,
+        user.get_username(),
+        settlement.outcome,
+    )
+    return settlement
+
+
+def audit_snapshot(api_key: ApiKey, vm: Vm, meta: RequestMeta) -> dict:
     """The text copies of who, which key and which VM that both audit rows of one deletion carry."""
     return {
         "correlation_id": uuid.uuid4(),
@@ -357,7 +587,7 @@ def _audit_snapshot(api_key: ApiKey, vm: Vm, meta: RequestMeta) -> dict:
         "request_id": meta.request_id,
         "key_id": str(api_key.pk),
         "key_label": api_key.label,
-        "key_fingerprint": api_key.fingerprint,
+        "key_last_four": api_key.last_four,
         "key_owner_username": api_key.owner.get_username(),
         "base_url": api_key.base_url,
         "vm_id": vm.id,
@@ -434,9 +664,12 @@ def _plain_json_within(name: str, value: object, budget: int) -> tuple[object, i
 # --- sharing keys with groups ---------------------------------------------------------------------------
 
 
+@metrics.counted_action("keyshare_set")
 @transaction.atomic
 def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeyShare, bool]:
     """Share a key with a group in a role, or change the role of an existing share. True when created."""
+    if not can_share_key(user=shared_by, api_key=api_key):
+        raise NotAllowed("Only the key's owner, with the sharing permission, may share it.")
     if role not in KeyShare.Role.values:
         raise ValidationError({"role": "Choose viewer or operator."})
     share, created = KeyShare.objects.select_for_update().get_or_create(
@@ -450,7 +683,7 @@ def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeySh
     logger.info(
         "api key shared: id=%s (…%s) group=%r role=%s by %s",
         api_key.pk,
-        api_key.fingerprint,
+        api_key.last_four,
         group.name,
         role,
         shared_by.get_username(),
@@ -458,12 +691,93 @@ def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeySh
     return share, created
 
 
+@metrics.counted_action("keyshare_remove")
 def keyshare_delete(*, share: KeyShare, removed_by) -> None:
+    if not can_share_key(user=removed_by, api_key=share.api_key):
+        raise NotAllowed("Only the key's owner, with the sharing permission, may stop sharing it.")
     logger.info(
         "api key unshared: id=%s (…%s) group=%r by %s",
         share.api_key_id,
-        share.api_key.fingerprint,
+        share.api_key.last_four,
         share.group.name,
         removed_by.get_username(),
     )
     share.delete()
+
+
+# --- deleting many VMs at once ---------------------------------------------------------------------------
+
+BULK_DELETE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class BulkSelection:
+    """The VMs of a bulk deletion this person may delete now, with their keys, and the others with why."""
+
+    selected: tuple[tuple[VmRow, ApiKey], ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+def vms_select_for_deletion(*, user, values: list[str]) -> BulkSelection:
+    """The VMs named by `key_id:vm_id` values (as the table's checkboxes send them), read with one check of
+    which keys this person sees and their role on each."""
+    api_keys = {api_key.pk: api_key for api_key in keys_visible_to(user=user)}
+    listing = selectors.vms_of_keys(list(api_keys.values()))
+    rows = {(row.account.key_id, row.vm.key): row for row in listing.rows}
+    selected, skipped, seen = [], [], set()
+    for value in values[:BULK_DELETE_LIMIT]:
+        key_part, _, vm_part = value.partition(":")
+        if not (key_part.isascii() and key_part.isdigit()) or not is_valid_vm_id(vm_part):
+            skipped.append((value[:60], "not a VM reference"))
+            continue
+        ident = (int(key_part), vm_part.lower())
+        if ident in seen:
+            continue
+        seen.add(ident)
+        row = rows.get(ident)
+        if row is None:
+            skipped.append((vm_part, "not found under your keys (already deleted?)"))
+        elif row.deleting:
+            skipped.append((row.vm.display_name, "Fluence already accepted its deletion"))
+        elif not row.account.can_delete:
+            skipped.append((row.vm.display_name, "you may not delete VMs of this account"))
+        else:
+            selected.append((row, api_keys[ident[0]]))
+    if len(values) > BULK_DELETE_LIMIT:
+        skipped.append(
+            (f"{len(values) - BULK_DELETE_LIMIT} more", f"at most {BULK_DELETE_LIMIT} VMs at once")
+        )
+    return BulkSelection(selected=tuple(selected), skipped=tuple(skipped))
+
+
+def vms_delete_selected(
+    *,
+    user,
+    selection: BulkSelection,
+    meta: RequestMeta,
+    on_result: Callable[[VmRow, DeletionResult], None] | None = None,
+) -> list[tuple[VmRow, DeletionResult]]:
+    """Delete a bulk selection, key by key, so that an API that deletes many VMs in one call gets them
+    together. A key whose role was taken away since the selection is not sent. `on_result(row, result)`
+    hears of each VM as soon as its outcome is known."""
+    report = on_result or (lambda row, result: None)
+    by_key: dict[int, tuple[ApiKey, list[VmRow]]] = {}
+    for row, api_key in selection.selected:
+        by_key.setdefault(api_key.pk, (api_key, []))[1].append(row)
+    outcomes = []
+    for api_key, rows in by_key.values():
+        vms = [row.vm for row in rows]
+        try:
+            results = vms_delete(
+                user=user,
+                api_key=api_key,
+                vms=vms,
+                meta=meta,
+                on_result=lambda position, result, rows=rows: report(rows[position], result),
+            )
+        except NotAllowed as refused:
+            results = [DeletionResult.not_attempted(vm, str(refused)) for vm in vms]
+            for row, result in zip(rows, results, strict=True):
+                report(row, result)
+        outcomes += list(zip(rows, results, strict=True))
+    return outcomes

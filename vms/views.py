@@ -1,4 +1,9 @@
-"""Views: parse the request, call a selector or a service, render. Nothing else."""
+"""Views: parse the request, call a selector or a service, render the answer (vms.htmx: page or fragment).
+
+Who may do what is decided in vms.permissions and enforced by the services; a view only turns a refusal
+into the right answer (a 404 for what the person may not see, a 403 for what they see but may not do)."""
+
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -8,36 +13,28 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from vms import audit, ratelimit, request_meta, selectors, services
-from vms.billing import epoch_progress
-from vms.fluence.models import is_valid_vm_id
+from vms import (
+    audit,
+    deletion_jobs,
+    deletion_loss,
+    htmx,
+    preferences,
+    ratelimit,
+    request_meta,
+    selectors,
+    services,
+)
+from vms.billing import billing_doubt, epoch_progress
+from vms.display import format_data_age
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
-from vms.listing import VmQuery, render_rows, row_views, switch_notice, table_columns, table_page
-from vms.permissions import ROLE_LABELS, can_delete_vms, can_manage_key, can_share_key
-from vms.services import RequestMeta
-
-
-def htmx_partial(request: HttpRequest) -> bool:
-    """A fragment is wanted: htmx asked, and not as a boosted whole-page navigation."""
-    return bool(request.htmx) and not request.htmx.boosted
-
-
-def _render(
-    request: HttpRequest, template: str, partial: str, context: dict, status: int = 200
-) -> HttpResponse:
-    response = render(request, partial if htmx_partial(request) else template, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-def _data_time(results) -> object:
-    times = [result.fetched_at for result in results if result.fetched_at]
-    return min(times) if times else None
+from vms.permissions import ROLE_LABELS, can_manage_key, can_share_key
+from vms.request_meta import RequestMeta
+from vms.vm_table import VmQuery, switch_notice, vm_table
 
 
 @login_required
@@ -45,32 +42,36 @@ def _data_time(results) -> object:
 def vm_list(request: HttpRequest) -> HttpResponse:
     query = VmQuery.from_querydict(request.GET)
     listing = selectors.vms_for_user(user=request.user)
-    services.apikeys_mark_used(
-        key_ids=[result.account.key_id for result in listing.accounts if not result.problem]
-    )
-    table = table_page(listing.rows, query)
+    services.apikeys_record_answers(results=listing.accounts)
     now = timezone.now()
-    list_url = reverse("vms:list")
-    rows = row_views(table.rows, now=now, url_prefix=list_url + "vms/")
+    columns = preferences.vm_columns_for_user(user=request.user)
+    # One query for every visible key: which VMs have a deletion whose outcome is unknown.
+    unknown = audit.unknown_deletions(key_ids=[result.account.key_id for result in listing.accounts])
     context = {
-        "rows": rows,
-        "rows_html": render_rows(rows),
+        **vm_table(
+            listing, query, now=now, list_url=reverse("vms:list"), columns=columns, unknown_deletions=unknown
+        ),
         "listing": listing,
         "query": query,
-        "table": table,
-        "columns": table_columns(query, list_url),
-        "list_url": list_url,
-        "table_url": query.url(page=table.page),
-        "prev_url": query.url(page=table.page - 1) if table.page > 1 else None,
-        "next_url": query.url(page=table.page + 1) if table.page < table.pages else None,
-        "poll_seconds": settings.VM_POLL_FAST_SECONDS
-        if table.any_changing
-        else settings.VM_POLL_SLOW_SECONDS,
-        "data_time": _data_time(listing.accounts),
         "now": now,
         "switched": _switch_notices(request.user, listing.accounts),
     }
-    return _render(request, "vms/list.html", "vms/list_partial.html", context)
+    return htmx.render(request, "vms/list.html", context, partial="vms/list_partial.html")
+
+
+@login_required
+@require_POST
+def vm_columns(request: HttpRequest) -> HttpResponse:
+    """Save which optional columns the VM table shows for this person. From the page's script: 204, and the
+    table refreshes itself (vms-changed); from the plain form: back to the list as it was."""
+    preferences.vm_columns_set(user=request.user, columns=request.POST.getlist("column"))
+    if htmx.is_partial(request):
+        return htmx.varies(trigger_client_event(HttpResponse(status=204), "vms-changed"))
+    back = request.POST.get("next", "")
+    safe = urlsplit(back).path == reverse("vms:list") and url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return redirect(back if safe else "vms:list")  # the list, with its search and filters, and nothing else
 
 
 def _switch_notices(user, results) -> list:
@@ -91,6 +92,7 @@ def _vm_context(request: HttpRequest, key_id: int, vm_id: str, *, fresh: bool = 
     lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id, fresh=fresh)
     if lookup is None:
         raise Http404("No such VM.")
+    services.apikeys_record_answers(results=[lookup.result])
     now = timezone.now()
     vm = lookup.vm
     return {
@@ -99,8 +101,10 @@ def _vm_context(request: HttpRequest, key_id: int, vm_id: str, *, fresh: bool = 
         "vm_id": vm_id,
         "key_id": key_id,
         "epoch": epoch_progress(vm, now) if vm else None,
+        "billing_doubt": billing_doubt(vm, now) if vm else None,
+        "data_age": format_data_age(lookup.result.fetched_at, now) if lookup.result.fetched_at else None,
         "deleting": lookup.deleting,
-        "can_delete": can_delete_vms(user=request.user, api_key=lookup.api_key),
+        "can_delete": lookup.result.account.can_delete,
         "poll_seconds": settings.VM_POLL_FAST_SECONDS
         if vm is None or vm.status.is_transitional
         else settings.VM_POLL_SLOW_SECONDS,
@@ -113,17 +117,19 @@ def vm_detail(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     # The page shows every field: where the key's API can answer for one VM, it is asked afresh.
     context = _vm_context(request, key_id, vm_id, fresh=True)
     context["history"] = audit.events_for_vm(user=request.user, key_id=key_id, vm_id=vm_id)
+    context["unknown_deletion"] = _unknown_deletion(key_id, vm_id)
     # A VM that is gone (or never was) under this key is a 404, with a page that says so plainly.
     status = 404 if context["vm"] is None and context["result"].problem is None else 200
-    return _render(request, "vms/detail.html", "vms/detail.html#vm-status", context, status=status)
+    return htmx.render(
+        request, "vms/detail.html", context, partial="vms/detail.html#vm-status", status=status
+    )
 
 
 @login_required
 @require_GET
 def vm_detail_status(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     context = _vm_context(request, key_id, vm_id)
-    response = render(request, "vms/detail.html#vm-status", context)
-    patch_vary_headers(response, ["HX-Request"])
+    response = htmx.render(request, "vms/detail.html#vm-status", context)
     if context["vm"] is None and context["result"].problem is None:
         # The VM left the list for good: show that and stop polling (htmx stops on 286).
         stopped = HttpResponseStopPolling()
@@ -159,6 +165,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
     visible = selectors.apikeys_for_user(user=request.user)
     own = list(visible.filter(owner=request.user).prefetch_related("shares__group"))
     shared = list(visible.exclude(owner=request.user).order_by("owner__username", "label", "pk"))
+    selectors.apikeys_mark_same_account(own + shared)
     balances = _balances(request.user, own + shared)
     context = {
         "own_keys": [
@@ -178,7 +185,14 @@ def _balances(user, api_keys) -> dict:
     if not any(api_key.generation == "b" for api_key in api_keys):
         return {}
     listing = selectors.vms_for_user(user=user)
-    return {result.account.key_id: result.balance for result in listing.accounts if result.balance}
+    services.apikeys_record_answers(results=listing.accounts)
+    # A key listed through another key of the same account shows that account's balance too.
+    return {
+        account.key_id: result.balance
+        for result in listing.accounts
+        if result.balance
+        for account in (result.account, *result.folded)
+    }
 
 
 @login_required
@@ -188,7 +202,12 @@ def key_sharing(request: HttpRequest, key_id: int) -> HttpResponse:
     form = KeyShareForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         group, role = form.cleaned_data["group"], form.cleaned_data["role"]
-        _, created = services.keyshare_set(api_key=api_key, group=group, role=role, shared_by=request.user)
+        try:
+            _, created = services.keyshare_set(
+                api_key=api_key, group=group, role=role, shared_by=request.user
+            )
+        except services.NotAllowed as refused:
+            raise PermissionDenied(str(refused)) from None
         verb = "shared with" if created else "now shared with"
         messages.success(request, f"“{api_key.label}” {verb} {group.name} as {ROLE_LABELS[role].lower()}.")
         return redirect("vms:key_sharing", key_id=api_key.pk)
@@ -197,12 +216,18 @@ def key_sharing(request: HttpRequest, key_id: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def key_unshare(request: HttpRequest, key_id: int, share_id: int) -> HttpResponse:
+    """A page that names the key and the group, whose form alone stops the sharing (it sends `confirm`)."""
     api_key = _shareable_key(request, key_id)
     share = get_object_or_404(api_key.shares.select_related("group", "api_key"), pk=share_id)
+    if request.method == "GET" or request.POST.get("confirm") != "stop-sharing":
+        return render(request, "vms/key_unshare.html", {"api_key": api_key, "share": share})
     group_name = share.group.name
-    services.keyshare_delete(share=share, removed_by=request.user)
+    try:
+        services.keyshare_delete(share=share, removed_by=request.user)
+    except services.NotAllowed as refused:
+        raise PermissionDenied(str(refused)) from None
     messages.success(request, f"“{api_key.label}” is no longer shared with {group_name}.")
     return redirect("vms:key_sharing", key_id=api_key.pk)
 
@@ -220,7 +245,7 @@ def key_add(request: HttpRequest) -> HttpResponse:
         try:
             api_key = services.apikey_create(owner=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            if "secret" in getattr(exc, "error_dict", {}):
+            if "secret" in getattr(exc, "error_dict", {}) and not isinstance(exc, services.DuplicateApiKey):
                 # Someone trying keys against Fluence through the portal: worth a security event.
                 ratelimit.security_log.warning(
                     "api key refused by Fluence on add: user=%s ip=%s",
@@ -229,7 +254,7 @@ def key_add(request: HttpRequest) -> HttpResponse:
                 )
             _add_errors(form, exc)
         else:
-            messages.success(request, f"Key “{api_key.label}” (…{api_key.fingerprint}) added.")
+            messages.success(request, f"Key “{api_key.label}” (…{api_key.last_four}) added.")
             return redirect("vms:keys")
     return render(request, "vms/key_form.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -254,7 +279,9 @@ def key_rename(request: HttpRequest, key_id: int) -> HttpResponse:
     form = ApiKeyRenameForm(request.POST or None, initial={"label": api_key.label})
     if request.method == "POST" and form.is_valid():
         try:
-            services.apikey_rename(api_key=api_key, label=form.cleaned_data["label"])
+            services.apikey_rename(user=request.user, api_key=api_key, label=form.cleaned_data["label"])
+        except services.NotAllowed:
+            raise Http404("No such API key.") from None
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -271,8 +298,10 @@ def key_remove(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = _own_key_or_404(request, key_id)
     if request.method == "POST":
         label = api_key.label
-        services.apikey_delete(api_key=api_key)
-        selectors.forget_cached_vms(key_id=key_id)
+        try:
+            services.apikey_delete(user=request.user, api_key=api_key)
+        except services.NotAllowed:
+            raise Http404("No such API key.") from None
         messages.success(request, f"Key “{label}” removed. Its VMs keep running on Fluence.")
         return redirect("vms:keys")
     return render(request, "vms/key_remove.html", {"api_key": api_key})
@@ -288,19 +317,54 @@ def _add_errors(form, exc: ValidationError) -> None:
 
 # --- deleting VMs --------------------------------------------------------------------------------------
 
-BULK_DELETE_LIMIT = 100
-
 
 def _deletion_context(lookup, now) -> dict:
     vm = lookup.vm
+    account = lookup.result.account
     return {
         "vm": vm,
         "result": lookup.result,
-        "account": lookup.result.account,
+        "account": account,
         "epoch": epoch_progress(vm, now),
+        "billing_doubt": billing_doubt(vm, now),
         "confirm_text": vm.name or vm.id,
         "deleting": lookup.deleting,
+        "unknown_deletion": _unknown_deletion(account.key_id, vm.id),
     }
+
+
+def _unknown_deletion(key_id: int, vm_id: str):
+    """The intent row of this VM's latest deletion attempt when its outcome is unknown, else None."""
+    return audit.unknown_deletions(key_ids=[key_id], vm_id=vm_id).get((key_id, vm_id.lower()))
+
+
+def _delete_forbidden(request: HttpRequest, vm) -> HttpResponse:
+    context = {"vm": vm}
+    return htmx.render(
+        request, "vms/delete_forbidden.html", context, partial="vms/delete_forbidden.html#dialog", status=403
+    )
+
+
+def _delete_dialog(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
+    return htmx.render(
+        request, "vms/delete_confirm.html", context, partial="vms/delete_confirm.html#dialog", status=status
+    )
+
+
+def _vm_gone(request: HttpRequest, lookup, vm_id: str) -> HttpResponse:
+    """The delete URL of a VM that is not (or no longer) listed: a 404 page that says so and links to the
+    list and the VM's audit trail. The key is named only when the person sees it (`lookup` is None when
+    they do not, or it does not exist: the same 404 either way). Under htmx, for a key they see whose
+    account answered, the fragment replaces the dialog's content with 200, since the page's htmx
+    configuration swaps no 404; when the account did not answer, the VM may exist: a 404 as before."""
+    account = lookup.result.account if lookup is not None else None
+    problem = lookup.result.problem if lookup is not None and lookup.result.fetched_at is None else None
+    context = {"vm_id": vm_id, "account": account, "problem": problem}
+    if htmx.is_partial(request) and account is not None and problem is None:
+        response = htmx.render(request, "vms/vm_gone.html#dialog", context)
+        response["HX-Retarget"], response["HX-Reswap"] = "#modal-content", "innerHTML"
+        return response
+    return htmx.render(request, "vms/vm_gone.html", context, status=404)
 
 
 @login_required
@@ -308,11 +372,10 @@ def _deletion_context(lookup, now) -> dict:
 def vm_delete(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
     if lookup is None or lookup.vm is None:
-        raise Http404("No such VM.")
-    if not can_delete_vms(user=request.user, api_key=lookup.api_key):
-        return _render(
-            request, "vms/delete_forbidden.html", "vms/delete_forbidden.html#dialog", {"vm": lookup.vm}, 403
-        )
+        return _vm_gone(request, lookup, vm_id)
+    services.apikeys_record_answers(results=[lookup.result])
+    if not lookup.result.account.can_delete:
+        return _delete_forbidden(request, lookup.vm)
     context = _deletion_context(lookup, timezone.now())
     if request.method == "POST":
         # Compared as the person saw it: HTML shows runs of spaces as one.
@@ -320,21 +383,22 @@ def vm_delete(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         if typed != " ".join(context["confirm_text"].split()):
             what = "the name" if lookup.vm.name else "the id"
             context["error"] = f"Type {what} exactly as shown to confirm. Nothing was deleted."
-            return _render(request, "vms/delete_confirm.html", "vms/delete_confirm.html#dialog", context, 400)
+            return _delete_dialog(request, context, 400)
         meta = RequestMeta.from_request(request)
         try:
-            outcome = services.vm_delete(api_key=lookup.api_key, vm=lookup.vm, meta=meta)
+            outcome = services.vm_delete(user=request.user, api_key=lookup.api_key, vm=lookup.vm, meta=meta)
+        except services.NotAllowed:
+            return _delete_forbidden(request, lookup.vm)  # the role was taken away meanwhile
         except services.DeletionRefused as refused:
             context["error"] = str(refused)
-            return _render(request, "vms/delete_confirm.html", "vms/delete_confirm.html#dialog", context, 400)
+            return _delete_dialog(request, context, 400)
         return _deletion_response(request, [(lookup.vm, context["account"], outcome)])
-    return _render(request, "vms/delete_confirm.html", "vms/delete_confirm.html#dialog", context)
+    return _delete_dialog(request, context)
 
 
 def _deletion_response(request: HttpRequest, outcomes: list) -> HttpResponse:
-    if htmx_partial(request):
-        response = render(request, "vms/delete_result.html", {"outcomes": outcomes})
-        patch_vary_headers(response, ["HX-Request"])
+    if htmx.is_partial(request):
+        response = htmx.render(request, "vms/delete_result.html", {"outcomes": outcomes})
         return trigger_client_event(response, "vms-changed")
     for vm, account, outcome in outcomes:
         level = messages.SUCCESS if outcome.succeeded else messages.ERROR
@@ -342,58 +406,100 @@ def _deletion_response(request: HttpRequest, outcomes: list) -> HttpResponse:
     return redirect("vms:list")
 
 
-def _bulk_selection(request: HttpRequest, values: list[str]):
-    """The VMs named by `key_id:vm_id` values that this person may delete, and why the others are skipped."""
-    listing = selectors.vms_for_user(user=request.user)
-    rows = {(row.account.key_id, row.vm.key): row for row in listing.rows}
-    api_keys = {api_key.pk: api_key for api_key in selectors.apikeys_for_user(user=request.user)}
-    may_delete = {pk: can_delete_vms(user=request.user, api_key=api_key) for pk, api_key in api_keys.items()}
-    selected, skipped, seen = [], [], set()
-    now = timezone.now()
-    for value in values[:BULK_DELETE_LIMIT]:
-        key_part, _, vm_part = value.partition(":")
-        if not key_part.isdigit() or not is_valid_vm_id(vm_part):
-            skipped.append((value[:60], "not a VM reference"))
-            continue
-        ident = (int(key_part), vm_part.lower())
-        if ident in seen:
-            continue
-        seen.add(ident)
-        row, api_key = rows.get(ident), api_keys.get(ident[0])
-        if row is None or api_key is None:
-            skipped.append((vm_part, "not found under your keys (already deleted?)"))
-        elif row.deleting:
-            skipped.append((row.vm.display_name, "Fluence already accepted its deletion"))
-        elif not may_delete[api_key.pk]:
-            skipped.append((row.vm.display_name, "you may not delete VMs of this account"))
-        else:
-            selected.append((row, api_key, epoch_progress(row.vm, now)))
-    if len(values) > BULK_DELETE_LIMIT:
-        skipped.append(
-            (f"{len(values) - BULK_DELETE_LIMIT} more", f"at most {BULK_DELETE_LIMIT} VMs at once")
-        )
-    return selected, skipped
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def vm_bulk_delete(request: HttpRequest) -> HttpResponse:
     values = request.POST.getlist("vm") if request.method == "POST" else request.GET.getlist("vm")
-    selected, skipped = _bulk_selection(request, values)
-    context = {"selected": selected, "skipped": skipped, "count": len(selected)}
-    if request.method == "POST" and selected:
-        if request.POST.get("confirm", "").strip() != str(len(selected)):
-            context["error"] = f"Type {len(selected)} (the number of VMs) to confirm. Nothing was deleted."
-            return _render(request, "vms/bulk_delete.html", "vms/bulk_delete.html#dialog", context, 400)
-        meta = RequestMeta.from_request(request)
-        # Per key, so that an API that deletes many VMs in one call gets them together.
-        by_key: dict[int, list] = {}
-        for row, api_key, _ in selected:
-            by_key.setdefault(api_key.pk, [api_key, []])[1].append(row)
-        outcomes = []
-        for api_key, rows in by_key.values():
-            results = services.vms_delete(api_key=api_key, vms=[row.vm for row in rows], meta=meta)
-            outcomes += [(row.vm, row.account, result) for row, result in zip(rows, results, strict=True)]
-        return _deletion_response(request, outcomes)
-    status = 400 if request.method == "POST" else 200
-    return _render(request, "vms/bulk_delete.html", "vms/bulk_delete.html#dialog", context, status)
+    selection = services.vms_select_for_deletion(user=request.user, values=values)
+    now = timezone.now()
+    losses = [deletion_loss.vm_loss(row.vm, now) for row, _ in selection.selected]
+    context = {
+        "selected": [
+            (row, api_key, epoch_progress(row.vm, now), billing_doubt(row.vm, now), loss)
+            for (row, api_key), loss in zip(selection.selected, losses, strict=True)
+        ],
+        "loss_totals": deletion_loss.loss_totals(losses),
+        "uncounted": sum(loss.kind == deletion_loss.DOUBT for loss in losses),
+        "skipped": selection.skipped,
+        "count": len(selection.selected),
+    }
+    status = 200
+    if request.method == "POST" and selection.selected:
+        if request.POST.get("confirm", "").strip() == str(len(selection.selected)):
+            # In the background: 100 VMs at Fluence's pace outlast any proxy's timeout. The answer is the
+            # job's progress, polled every second until every VM has its outcome.
+            job_id = deletion_jobs.deletion_job_start(
+                user=request.user, selection=selection, meta=RequestMeta.from_request(request)
+            )
+            if not htmx.is_partial(request):
+                return redirect("vms:bulk_delete_job", job_id=job_id)
+            return _job_response(request, deletion_jobs.deletion_job_for(user=request.user, job_id=job_id))
+        context["error"] = f"Type {context['count']} (the number of VMs) to confirm. Nothing was deleted."
+    if request.method == "POST":
+        status = 400
+    return htmx.render(
+        request, "vms/bulk_delete.html", context, partial="vms/bulk_delete.html#dialog", status=status
+    )
+
+
+def _job_response(request: HttpRequest, job) -> HttpResponse:
+    """The job's progress: the dialog's fragment (polled every second until it is over: then 286 stops the
+    polling, and the list refreshes), or a whole page without JavaScript."""
+    context = {"job": job, "whole_page": not htmx.is_partial(request)}
+    response = htmx.render(
+        request, "vms/bulk_delete_job.html", context, partial="vms/bulk_delete_job.html#progress"
+    )
+    if job is not None and not job.over:
+        return response
+    if htmx.is_partial(request):
+        stopped = HttpResponseStopPolling()
+        stopped.content = response.content
+        return htmx.varies(trigger_client_event(stopped, "vms-changed"))
+    if job is None:
+        response.status_code = 404
+    return response
+
+
+@login_required
+@require_GET
+def vm_bulk_delete_job(request: HttpRequest, job_id: str) -> HttpResponse:
+    """A bulk deletion's progress, for the person who started it only (anyone else: as if it did not
+    exist)."""
+    return _job_response(request, deletion_jobs.deletion_job_for(user=request.user, job_id=job_id))
+
+
+@login_required
+@require_POST
+def vm_deletion_check(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
+    """*Check now*: ask Fluence what became of this VM's deletion whose outcome is unknown, record it, and
+    show it in place (the row, the VM's page or the delete dialog); the VM pages refresh when it settled."""
+    api_key = selectors.apikey_for_user(user=request.user, key_id=key_id)
+    if api_key is None:
+        raise Http404("No such VM.")
+    attempt = _unknown_deletion(key_id, vm_id)
+    settlement = problem = None
+    try:
+        settlement = services.deletion_check(user=request.user, api_key=api_key, vm_id=vm_id)
+    except services.NotAllowed as refused:
+        raise PermissionDenied(str(refused)) from None
+    except services.CheckFailed as failed:
+        problem = str(failed)
+    if not htmx.is_partial(request):
+        if problem:
+            messages.error(request, f"Not checked: {problem}")
+        else:
+            messages.info(request, settlement.message)
+        return redirect("vms:detail", key_id=key_id, vm_id=vm_id)
+    context = {
+        "unknown": attempt,
+        "checked": settlement,
+        "problem": problem,
+        "can_check": True,
+        "key_id": key_id,
+        "vm_id": vm_id,
+        "compact": request.GET.get("in") == "row",
+    }
+    response = htmx.render(request, "vms/_deletion_unknown.html", context)
+    if settlement is not None and (settlement.settles or settlement.outcome == services.SETTLED):
+        trigger_client_event(response, "vms-changed")
+    return response

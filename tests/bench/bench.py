@@ -30,9 +30,9 @@ from django.test import Client  # noqa: E402
 from django.test.utils import setup_databases  # noqa: E402
 
 from tests.bench.remote_sandbox import RemoteSandbox  # noqa: E402
-from vms import selectors, services  # noqa: E402
+from vms import services, vm_cache  # noqa: E402
 from vms.fluence.client import PAGE_CONCURRENCY, FluenceClient  # noqa: E402
-from vms.models import ApiKey  # noqa: E402
+from vms.models import ApiKey, KeyShare  # noqa: E402
 
 # A typical round trip to a cloud API from a company network. The overhead ratios are measured with the
 # sandbox answering after this delay, for the portal and for the bare reference alike; the same ratio at
@@ -79,14 +79,13 @@ def forget_everything():
     for key_id in ApiKey.objects.values_list("pk", flat=True):
         cache.delete_many(
             [
-                selectors._fresh_key(key_id),
-                selectors._problem_key(key_id),
-                selectors._last_good_key(key_id),
-                selectors._data_key(key_id),
+                vm_cache.fresh_key(key_id),
+                vm_cache.problem_key(key_id),
+                vm_cache.last_good_key(key_id),
+                vm_cache.data_key(key_id),
             ]
         )
-    with selectors._memo_lock:
-        selectors._memo.clear()
+    vm_cache.forget_memo()
 
 
 class Bench:
@@ -341,7 +340,7 @@ class Bench:
             owner=owner, label="Team", secret=key, base_url=self.sandbox.url, verify=False
         )
         group, _ = Group.objects.get_or_create(name="watchers")
-        services.keyshare_set(api_key=api_key, group=group, role="viewer", shared_by=owner)
+        KeyShare.objects.create(api_key=api_key, group=group, role="viewer")  # set-up: no rule tested
         clients = []
         for index in range(users):
             person = get_user_model().objects.create_user(f"watcher{index}", password="watcher-password-1")

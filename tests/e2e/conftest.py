@@ -15,6 +15,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+            # On one xdist worker (make test's --dist loadgroup): one Chromium, not one per worker.
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +60,7 @@ def page(browser):
 @pytest.fixture
 def portal(live_server, sandbox, settings):
     """The live portal with the demo data of `make run`, signed in through the real form."""
-    from vms.demo import demo_data_create
+    from vms.demo_data import demo_data_create
 
     demo_data_create(sandbox_url=sandbox.url, password="demo-password-1")
     return live_server
@@ -82,3 +84,9 @@ def screenshot(page, name: str) -> Path:
 @pytest.fixture(autouse=True)
 def _audit_triggers_around_flush(audit_triggers_lifted_for_flush):
     """Browser tests commit for real: see audit_triggers_lifted_for_flush."""
+
+
+@pytest.fixture(autouse=True)
+def _deletion_jobs_inline():
+    """Browser tests run bulk deletion jobs in real threads, as production does (tests/conftest.py runs
+    them inline elsewhere)."""

@@ -20,6 +20,8 @@ from django.core.cache import cache
 from requests.auth import AuthBase
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ReadTimeoutError
 
+from vms import metrics
+
 from . import transport
 from .errors import (
     AuthError,
@@ -411,7 +413,9 @@ class _NoCookies(DefaultCookiePolicy):
 _local = threading.local()
 
 
-def _session() -> requests.Session:
+def thread_session() -> requests.Session:
+    """This thread's pooled HTTP session: its connections are reused from call to call, its cookies never
+    kept, and the watchdog can cut its calls."""
     session = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
@@ -427,7 +431,7 @@ def _session() -> requests.Session:
     return session
 
 
-class _KeyAuth(AuthBase):
+class KeyAuth(AuthBase):
     """Puts the key in the headers its API generation reads. Passing an auth object also stops requests
     from replacing the header with ~/.netrc credentials. Its repr never shows the key."""
 
@@ -439,7 +443,7 @@ class _KeyAuth(AuthBase):
         return request
 
     def __repr__(self) -> str:
-        return "_KeyAuth(<hidden>)"
+        return "KeyAuth(<hidden>)"
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -483,7 +487,7 @@ class FluenceClient:
         self.generation = generation
         self.adapter = ADAPTERS[generation]
         self._api_key = api_key.strip()
-        self._auth = _KeyAuth(self.adapter.auth_headers(self._api_key))
+        self._auth = KeyAuth(self.adapter.auth_headers(self._api_key))
         self.connect_timeout = (
             settings.FLUENCE_CONNECT_TIMEOUT if connect_timeout is None else float(connect_timeout)
         )
@@ -584,7 +588,7 @@ class FluenceClient:
         transport.calling(call)
         outcome = "?"
         try:
-            response = _session().request(
+            response = thread_session().request(
                 request.method,
                 url,
                 params=request.params or None,
@@ -610,6 +614,7 @@ class FluenceClient:
             transport.watchdog.finish(call)
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("fluence %s %s -> %s in %.0f ms", request.method, request.path, outcome, elapsed_ms)
+            metrics.upstream_call(self.base_url, self.generation, request, outcome, elapsed_ms / 1000)
         # Raised outside the except blocks: no chained cause carries a requests exception (and its request).
         raise error
 

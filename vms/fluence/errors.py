@@ -49,16 +49,28 @@ class FluenceError(Exception):
     def _advice(self) -> str:
         return ""
 
+    def _read_summary(self) -> str:
+        return self._summary()
+
+    def _read_advice(self) -> str:
+        return self._advice()
+
+    def _message(self, summary: str, advice: str) -> str:
+        explanation = self.upstream_message or self.detail
+        message = f"{summary}: {explanation.rstrip('.')}." if explanation else f"{summary}."
+        return f"{message} {advice}" if advice else message
+
     @property
     def user_message(self) -> str:
-        message = self._summary()
-        explanation = self.upstream_message or self.detail
-        if explanation:
-            message += f": {explanation.rstrip('.')}."
-        else:
-            message += "."
-        advice = self._advice()
-        return f"{message} {advice}" if advice else message
+        """What went wrong and what to do, for any request. It never claims a write happened or not: a
+        caller of a non-idempotent request reads `may_have_reached_server` and says that itself."""
+        return self._message(self._summary(), self._advice())
+
+    @property
+    def read_message(self) -> str:
+        """The same for a read the portal repeats on its own (a VM list, refreshed in place): advice for
+        reading, never a write's ("may have been received")."""
+        return self._message(self._read_summary(), self._read_advice())
 
     def __str__(self) -> str:
         return self.user_message
@@ -112,6 +124,12 @@ class NotFound(FluenceError):
     def _advice(self) -> str:
         return "The VM may already be gone; reload the list."
 
+    def _read_summary(self) -> str:
+        return "Fluence has no VM list for this key at its address (HTTP 404)"
+
+    def _read_advice(self) -> str:
+        return "If this lasts, remove the key and add it again."
+
 
 class NotAcceptable(FluenceError):
     """The VM does not accept this action in its current status (today's API: 406, `not_acceptable`)."""
@@ -164,11 +182,17 @@ class RateLimited(FluenceError):
             return f"Try again in {seconds} s."
         return "Try again in a moment."
 
+    def _read_advice(self) -> str:
+        if self.retry_after is not None:
+            return f"The portal waits {max(1, round(self.retry_after))} s before asking again."
+        return "The portal waits a moment before asking again."
+
 
 class Unavailable(FluenceError):
     """Fluence could not be reached or failed on its side (5xx, refused or dropped connection).
 
-    `may_have_reached_server` tells a caller of a non-idempotent request whether the outcome is unknown.
+    `may_have_reached_server` tells a caller of a non-idempotent request whether the outcome is unknown;
+    such a caller words that itself (services.vm_delete): the messages here serve reads too.
     """
 
     def __init__(self, detail: str | None = None, *, may_have_reached_server: bool = False, **kwargs) -> None:
@@ -181,9 +205,10 @@ class Unavailable(FluenceError):
         return "Fluence could not be reached"
 
     def _advice(self) -> str:
-        if self.may_have_reached_server and self.status is None:
-            return "The request may have been received: reload to check before trying again."
         return "Try again in a moment."
+
+    def _read_advice(self) -> str:
+        return "The portal tries again at the next refresh."
 
 
 class UpstreamTimeout(Unavailable):
@@ -207,6 +232,9 @@ class TooLarge(Unavailable):
             "Try again later; if the account really has that many VMs, an administrator can raise the limit."
         )
 
+    def _read_advice(self) -> str:
+        return "If the account really has that many VMs, an administrator can raise the limit."
+
 
 class BadResponse(FluenceError):
     """Fluence answered, but with something the portal cannot read (not JSON, wrong shape, bad field)."""
@@ -216,4 +244,9 @@ class BadResponse(FluenceError):
         return f"Fluence sent an answer the portal cannot read{status}"
 
     def _advice(self) -> str:
-        return "The API may have changed; check the account's API generation or try again later."
+        return "Fluence may have changed its API. Try again later; if this lasts, tell the administrator."
+
+    def _read_advice(self) -> str:
+        return (
+            "Fluence may have changed its API. The portal keeps asking; if it lasts, tell the administrator."
+        )

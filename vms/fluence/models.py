@@ -18,11 +18,14 @@ from .numbers import DECIMAL_TEXT, DECIMAL_TEXT_LIMIT, MONEY, QUANTITY, Bounds, 
 
 EPOCH = timedelta(hours=24)
 
-HEX_VM_ID_RE = re.compile(r"\A0x[0-9a-fA-F]{40}\Z")  # the 2025 APIs
-UUID_VM_ID_RE = re.compile(
-    r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
-)  # today's
-VM_ID_RE = re.compile(f"(?:{HEX_VM_ID_RE.pattern})|(?:{UUID_VM_ID_RE.pattern})")
+# A VM id: `0x` + 40 hex digits (the 2025 APIs), or a UUID (today's). VM_ID_PATTERN is unanchored, for
+# URL patterns (vms.converters); the compiled ones match a whole string.
+HEX_VM_ID_PATTERN = r"0x[0-9a-fA-F]{40}"
+UUID_VM_ID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+VM_ID_PATTERN = f"{HEX_VM_ID_PATTERN}|{UUID_VM_ID_PATTERN}"
+HEX_VM_ID_RE = re.compile(rf"\A{HEX_VM_ID_PATTERN}\Z")
+UUID_VM_ID_RE = re.compile(rf"\A{UUID_VM_ID_PATTERN}\Z")
+VM_ID_RE = re.compile(rf"\A(?:{VM_ID_PATTERN})\Z")
 
 MICRO = 6  # USDC has 6 decimals; the baseline API counts money in micro-USDC.
 # A micro-USDC amount as sent: MONEY once divided by a million, so a whole number of up to 18 digits.

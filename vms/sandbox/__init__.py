@@ -1,7 +1,7 @@
 """A faithful local Fluence API for demos, browser tests and benchmarks (standard library only)."""
 
 from .data import EXAMPLE_VM, generate_vms
-from .demo import DEMO_ACCOUNTS, DEMO_LABELS, DEMO_USERS
+from .demo_accounts import DEMO_ACCOUNTS, DEMO_LABELS, DEMO_USERS
 from .server import SandboxServer
 from .state import Faults, SandboxState, fingerprint
 

@@ -61,6 +61,9 @@ class _BadRequest(Exception):
 
 class SandboxRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm the body would wait for the
+    # client's delayed ACK (40 ms on Linux) on every call of a kept-alive connection.
+    disable_nagle_algorithm = True
     server_version = "FluenceSandbox/1.0"
     sys_version = ""
     timeout = 60  # idle keep-alive connections are closed after this many seconds

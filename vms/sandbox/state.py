@@ -21,7 +21,7 @@ from typing import Any
 from . import data as vmdata
 from . import data_b, expand_b
 from .accounts import Account, AccountOptions
-from .demo import DEMO_ACCOUNTS, configure_kwargs
+from .demo_accounts import DEMO_ACCOUNTS, configure_kwargs
 from .generations import GENERATION_B, generation_of_key
 from .query_b import UUID_PATTERN, VmListQuery
 

@@ -6,7 +6,7 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
-from vms import display, listing
+from vms import display, vm_table
 from vms.fluence.client import generation_label
 
 register = template.Library()
@@ -20,9 +20,11 @@ register.filter("gb", display.format_gb)
 register.filter("country_name", display.country_name)
 register.filter("utc", display.format_utc)
 register.filter("resource_label", display.resource_label)
+register.filter("resource_name", display.resource_name)
+register.filter("hardware_facts", display.hardware_facts)
 register.filter("generation_label", generation_label)
-register.filter("unreadable_fields", listing.unreadable_fields)
-register.filter("unreadable_vms", listing.unreadable_vms)
+register.filter("unreadable_fields", vm_table.unreadable_fields)
+register.filter("unreadable_vms", vm_table.unreadable_vms)
 register.simple_tag(display.city_name, name="city_name")
 
 RAW_VALUE_LIMIT = 200

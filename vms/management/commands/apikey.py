@@ -67,7 +67,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         self.stdout.write(
-            f"Added key {api_key.pk}: {api_key.label} (…{api_key.fingerprint}) for {owner}, "
+            f"Added key {api_key.pk}: {api_key.label} (…{api_key.last_four}) for {owner}, "
             f"speaking the {api_key.get_generation_display()}"
         )
 
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             api_keys = api_keys.filter(owner=self._user(user))
         for api_key in api_keys:
             self.stdout.write(
-                f"{api_key.pk}\t{api_key.owner.get_username()}\t{api_key.label}\t…{api_key.fingerprint}"
+                f"{api_key.pk}\t{api_key.owner.get_username()}\t{api_key.label}\t…{api_key.last_four}"
                 f"\t{api_key.base_url}\t{api_key.generation}"
             )
 
@@ -85,5 +85,5 @@ class Command(BaseCommand):
         api_key = ApiKey.objects.filter(owner=self._user(user), label=label).first()
         if api_key is None:
             raise CommandError(f"{user} has no key labelled {label!r}.")
-        services.apikey_delete(api_key=api_key)
+        services.apikey_delete(user=api_key.owner, api_key=api_key)
         self.stdout.write(f"Removed key {label!r} of {user}.")

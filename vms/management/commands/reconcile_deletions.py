@@ -4,18 +4,17 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
-from vms.audit import attempts_needing_reconciliation, latest_outcome_of
+from vms import services
+from vms.audit import attempts_needing_reconciliation
 from vms.crypto import SecretDecryptionError
-from vms.fluence.client import FluenceClient
 from vms.fluence.errors import FluenceError
 from vms.models import ApiKey, DeletionEvent
 
 # One run at a time across every process and host sharing the cache, so that no attempt gets two answers.
 LOCK_KEY = "vms:reconcile_deletions:lock"
-# A VM still listed this long after an attempt is taken as not deleted (Fluence deletes asynchronously).
-FAILED_AFTER_MINUTES = 60
+# The rule for one attempt (and FAILED_AFTER_MINUTES) lives in services.deletion_attempt_settle, which
+# the VM pages' *Check now* uses too.
 LOCK_SECONDS = 15 * 60
 
 
@@ -59,7 +58,7 @@ class Command(BaseCommand):
             counts["checked"] += 1
             label = (
                 f"attempt {intent.correlation_id} (VM {intent.vm_id}, "
-                f"key {intent.key_label} …{intent.key_fingerprint})"
+                f"key {intent.key_label} …{intent.key_last_four})"
             )
             api_key = _key_of(intent)
             if api_key is None:
@@ -67,7 +66,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Skipped {label}: the key no longer exists.")
                 continue
             if intent.key_id not in listed:
-                listed[intent.key_id] = self._listed_ids(api_key)
+                listed[intent.key_id] = _listed_ids(api_key)
             vm_ids = listed[intent.key_id]
             if isinstance(vm_ids, SecretDecryptionError):
                 counts["skipped"] += 1
@@ -77,68 +76,31 @@ class Command(BaseCommand):
                 counts["errors"] += 1
                 self.stdout.write(f"Not checked {label}: {vm_ids.user_message}")
                 continue
-            now = timezone.now()
-            if intent.vm_id.lower() in vm_ids:
-                minutes = int((now - intent.created_at).total_seconds() // 60)
-                if minutes < FAILED_AFTER_MINUTES:
-                    # Fluence deletes asynchronously: a VM still listed may still be on its way out.
-                    counts["pending"] += 1
-                    self.stdout.write(f"Still listed {label} after {minutes} min: checked again next run.")
-                    continue
-                outcome = DeletionEvent.Outcome.FAILED
-                message = f"VM still listed by Fluence {minutes} minutes after the request"
-            else:
-                outcome = DeletionEvent.Outcome.SUCCEEDED
-                message = "VM no longer listed by Fluence"
-            if latest_outcome_of(correlation_id=intent.correlation_id) not in (
-                None,
-                DeletionEvent.Outcome.UNKNOWN,
-            ):
-                continue  # answered meanwhile (by the portal or another run)
-            counts[outcome] += 1
-            self.stdout.write(
-                f"{'Would append' if dry_run else 'Appended'} {outcome} for {label}: {message}."
+            settlement = services.deletion_attempt_settle(
+                intent=intent, listed_vm_ids=vm_ids, source="reconcile", dry_run=dry_run
             )
-            if not dry_run:
-                _append_outcome(intent, outcome=outcome, message=message, at=now)
+            if settlement.outcome == services.PENDING:
+                counts["pending"] += 1
+                self.stdout.write(f"Still listed {label}: checked again next run.")
+                continue
+            if not settlement.settles:
+                continue  # answered meanwhile (by the portal, a person's check or another run)
+            counts[settlement.outcome] += 1
+            self.stdout.write(
+                f"{'Would append' if dry_run else 'Appended'} {settlement.outcome} for {label}: "
+                f"{settlement.message}."
+            )
         return counts
 
-    def _listed_ids(self, api_key: ApiKey) -> set[str] | FluenceError | SecretDecryptionError:
-        try:
-            secret = api_key.secret.reveal()
-        except SecretDecryptionError as error:
-            return error
-        client = FluenceClient(base_url=api_key.base_url, api_key=secret, generation=api_key.generation)
-        try:
-            # A VM Fluence still lists as terminating or terminated (today's API) was deleted.
-            return {vm.key for vm in client.list_vms() if not vm.termination_accepted}
-        except FluenceError as error:
-            return error
+
+def _listed_ids(api_key: ApiKey) -> set[str] | FluenceError | SecretDecryptionError:
+    try:
+        return services.deletion_listed_vm_ids(api_key)
+    except (FluenceError, SecretDecryptionError) as error:
+        return error
 
 
 def _key_of(intent: DeletionEvent) -> ApiKey | None:
-    if not intent.key_id.isdigit():
+    if not (intent.key_id.isascii() and intent.key_id.isdigit()):
         return None
     return ApiKey.objects.filter(pk=int(intent.key_id)).first()
-
-
-def _append_outcome(intent: DeletionEvent, *, outcome: str, message: str, at) -> DeletionEvent:
-    """The outcome row of a reconciliation: the intent's snapshot, a new time, source "reconcile"."""
-    return DeletionEvent.objects.create(
-        correlation_id=intent.correlation_id,
-        kind=DeletionEvent.Kind.OUTCOME,
-        outcome=outcome,
-        created_at=at,
-        source="reconcile",
-        actor_username=intent.actor_username,
-        actor_id=intent.actor_id,
-        key_id=intent.key_id,
-        key_label=intent.key_label,
-        key_fingerprint=intent.key_fingerprint,
-        key_owner_username=intent.key_owner_username,
-        base_url=intent.base_url,
-        vm_id=intent.vm_id,
-        vm_name=intent.vm_name,
-        vm_snapshot=intent.vm_snapshot,
-        message=message,
-    )

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from vms.demo import demo_data_create
+from vms.demo_data import DEMO_GROUP, DEMO_SHARED_KEY_LABEL, DEMO_SHARER, demo_data_create
 from vms.sandbox import SandboxServer
 
 
@@ -34,6 +34,10 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  {user.username:<8} {user.password:<16} keys: {', '.join(user.key_labels)}"
                 )
+            self.stdout.write(
+                f"Both are in the group {DEMO_GROUP}; {DEMO_SHARER} may share keys and shares "
+                f"“{DEMO_SHARED_KEY_LABEL}” with {DEMO_GROUP} as viewer."
+            )
             self.stdout.write("Press Ctrl-C to stop both.\n")
             call_command("runserver", addr, use_reloader=False)
         except KeyboardInterrupt:

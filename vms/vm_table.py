@@ -1,4 +1,7 @@
-"""The VM table's query: search, filters, sort and page read from the query string, applied to rows."""
+"""The VM table: its query (search, filters, sort and page from the query string), its columns (a fixed set
+plus the ones each person chooses), the page of rows it shows, the summary over exactly the rows that match
+(counts per status, VMs that need attention, totals), how fresh each account's data is, and the rows' HTML.
+`vm_table` is what the list view asks for."""
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -7,13 +10,18 @@ from functools import lru_cache
 from html import escape as _html_escape
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import QueryDict
 from django.utils.safestring import SafeString
 
+from vms.accounts import AccountResult, VmListing, VmRow
+from vms.billing import billing_doubt
+from vms.costs import CurrencyCost, costs_per_currency
 from vms.display import (
     city_name,
     country_name,
     format_age,
+    format_data_age,
     format_gb,
     format_mib,
     format_money,
@@ -22,7 +30,6 @@ from vms.display import (
 )
 from vms.fluence.client import generation_label
 from vms.fluence.models import StatusClass, Vm
-from vms.selectors import AccountResult, VmRow
 
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 100
@@ -45,38 +52,64 @@ def _cost(row: VmRow) -> tuple:
     return (row.vm.currency, _NO_COST if cost is None else cost)
 
 
-# column -> (heading, key function). Keys never compare None with a value.
+# column -> (heading, key function), in the table's order. Keys never compare None with a value.
 SORTS = {
     "name": ("Name", lambda row: (row.vm.display_name.lower(), row.vm.key)),
     "status": ("Status", lambda row: (row.vm.status.label.lower(), row.vm.display_name.lower())),
     "account": ("Account", lambda row: (row.account.label.lower(), row.vm.display_name.lower())),
     "location": ("Location", _location),
+    "price": ("Cost / day · month", _cost),
     "vcpu": ("vCPU", lambda row: row.vm.vcpu if row.vm.vcpu is not None else -1),
     "ram": ("RAM", lambda row: row.vm.ram_mib if row.vm.ram_mib is not None else Decimal(-1)),
     "storage": ("Storage", lambda row: row.vm.storage_mib if row.vm.storage_mib is not None else Decimal(-1)),
-    "ip": ("Public IP", lambda row: _ip_key(row.vm.public_ip)),
-    "price": ("Cost / day · month", _cost),
     "next_billing": (
         "Next billing",
         lambda row: row.vm.next_billing_at.timestamp() if row.vm.next_billing_at else 1e12,
     ),
+    "ip": ("Public IP", lambda row: _ip_key(row.vm.public_ip)),
     "age": ("Age", lambda row: -row.vm.created_at.timestamp() if row.vm.created_at else 1e12),
 }
 
-STATUS_CLASS_LABELS = {
+# Always shown, first and in this order: what names, places and prices a VM, and what a phone's card shows
+# (static/app.css lays the cells out by position, so the rows carry no per-cell markup for it).
+FIXED_COLUMNS = ("name", "status", "account", "location", "price")
+# Each person chooses which of these follow (vms.preferences keeps the choice); table order. The numbers
+# come first: whichever of them are chosen sit right after the fixed columns, so the stylesheet aligns them
+# by position (the table's class "num-<how many>"), with no class on 50 rows' cells.
+OPTIONAL_COLUMNS = ("vcpu", "ram", "storage", "next_billing", "ip", "age")
+NUMERIC_COLUMNS = ("vcpu", "ram", "storage")
+# Chosen for whoever has not chosen: the table then fits a 1440 px screen without scrolling sideways.
+DEFAULT_COLUMNS = ("vcpu", "ram", "next_billing")
+
+
+def chosen_columns(names) -> tuple[str, ...]:
+    """The optional columns among `names` (anything else ignored), each once, in table order."""
+    wanted = {name for name in names if isinstance(name, str)}
+    return tuple(name for name in OPTIONAL_COLUMNS if name in wanted)
+
+
+# What each row counts as in the summary: its status class, except while Fluence deletes it.
+DELETING = "deleting"
+STATE_LABELS = {
     StatusClass.OK: "Running",
-    StatusClass.TRANSITIONAL: "Starting",
+    StatusClass.TRANSITIONAL: "In transition",  # starting, suspending, terminating
     StatusClass.ATTENTION: "Needs attention",
+    DELETING: "Deleting",
     StatusClass.ENDED: "Ended",
     StatusClass.UNKNOWN: "Unknown",
 }
+
+
+def row_state(row: VmRow) -> str:
+    """The one summary bucket a row counts in, which is also its badge's colour (badge-<state>)."""
+    return DELETING if row.deleting else row.vm.status.css_class
 
 
 def _ip_key(ip: str | None) -> tuple:
     if not ip:
         return (1, ())
     parts = ip.split(".")
-    if len(parts) == 4 and all(part.isdigit() for part in parts):
+    if len(parts) == 4 and all(part.isascii() and part.isdigit() for part in parts):
         return (0, tuple(int(part) for part in parts))
     return (0, (ip,))
 
@@ -108,7 +141,7 @@ class VmQuery:
         account = None
         raw_account = params.get("account", "").strip()
         if raw_account:
-            if raw_account.isdigit() and len(raw_account) <= 12:
+            if raw_account.isascii() and raw_account.isdigit() and len(raw_account) <= 12:
                 account = int(raw_account)
             else:
                 notes.append("The account filter was not understood and is ignored.")
@@ -124,7 +157,7 @@ class VmQuery:
             sort, descending = DEFAULT_SORT, False
         page = 1
         raw_page = params.get("page", "1").strip()
-        if raw_page.isdigit() and 0 < len(raw_page) <= 6 and int(raw_page) > 0:
+        if raw_page.isascii() and raw_page.isdigit() and 0 < len(raw_page) <= 6 and int(raw_page) > 0:
             page = int(raw_page)
         elif raw_page:
             notes.append("The page number was not understood; showing the first page.")
@@ -172,9 +205,10 @@ class Column:
     arrow: str
 
 
-def table_columns(query: VmQuery, list_url: str) -> list[Column]:
+def table_columns(query: VmQuery, list_url: str, shown: tuple[str, ...] = FIXED_COLUMNS) -> list[Column]:
     columns = []
-    for name, (heading, _) in SORTS.items():
+    for name in shown:
+        heading = SORTS[name][0]
         sorted_ = ("descending" if query.descending else "ascending") if name == query.sort else ""
         arrow = ("▼" if query.descending else "▲") if sorted_ else ""
         columns.append(Column(name, heading, list_url + query.sort_url(name), sorted_, arrow))
@@ -183,57 +217,37 @@ def table_columns(query: VmQuery, list_url: str) -> list[Column]:
 
 @dataclass(frozen=True)
 class StatusCount:
-    css_class: StatusClass
+    css_class: str  # the state: a StatusClass, or "deleting"
     label: str
     count: int
 
 
+def spend_per_currency(rows) -> tuple[CurrencyCost, ...]:
+    """One total per currency (USD and USDC are never added together) over the rows that are still billed:
+    not ended (vms.costs decides) and not being deleted."""
+    return costs_per_currency(row.vm for row in rows if not row.deleting)
+
+
 @dataclass(frozen=True, slots=True)
-class Spend:
-    """What the matching VMs of one currency cost (VMs without a price are counted apart)."""
-
-    currency: str
-    per_day: Decimal
-    per_month: Decimal
-    unpriced: int = 0  # VMs of this currency whose price Fluence did not give
-
-    @property
-    def per_day_text(self) -> str:
-        return format_money(self.per_day)
-
-    @property
-    def per_month_text(self) -> str:
-        return format_money(self.per_month)
-
-
-def spend_per_currency(rows) -> tuple[Spend, ...]:
-    """One total per currency, over rows that are not ended (ended VMs are billed no more): USD and USDC
-    are never added together."""
-    totals: dict[str, list] = {}
-    for row in rows:
-        vm = row.vm
-        if vm.status.is_ended:
-            continue
-        total = totals.setdefault(vm.currency, [Decimal(0), Decimal(0), 0])
-        per_day, per_month = vm.cost_per_day, vm.cost_per_month
-        if per_day is None or per_month is None:
-            total[2] += 1
-            continue
-        total[0] += per_day
-        total[1] += per_month
-    return tuple(Spend(currency, *totals[currency]) for currency in sorted(totals))
+class AttentionItem:
+    row: VmRow
+    sentence: str  # what to do about it
 
 
 @dataclass(frozen=True)
 class TablePage:
+    """One page of rows, and the summary of every row that matches the search and filters (on every page):
+    the counts, the banner and the totals are worked out here, over the same rows, and nowhere else."""
+
     rows: tuple[VmRow, ...]  # this page's rows
     matching: int  # rows that match the filters, on every page
     total: int  # rows before filtering
     page: int
     pages: int
-    spend: tuple[Spend, ...]  # per currency, over every matching row that is not ended
-    status_counts: tuple[StatusCount, ...]  # over every row before filtering
-    attention: tuple[VmRow, ...]  # rows that need the person's action
+    spend: tuple[CurrencyCost, ...]  # per currency, over every matching row not ended nor being deleted
+    status_counts: tuple[StatusCount, ...]  # per state (row_state), over every matching row
+    attention: tuple[AttentionItem, ...]  # matching rows whose status needs the person's action
+    holding_reserve: tuple[VmRow, ...]  # matching ended VMs that keep a reserve until they are deleted
     any_changing: bool  # a VM is starting or being deleted: refresh faster
     status_options: tuple[tuple[str, str], ...]
     country_options: tuple[tuple[str, str], ...]
@@ -261,14 +275,15 @@ def _matches(row: VmRow, query: VmQuery, needle: str) -> bool:
     return True
 
 
-def table_page(rows: tuple[VmRow, ...], query: VmQuery) -> TablePage:
+def table_page(rows: tuple[VmRow, ...], query: VmQuery, *, now=None) -> TablePage:
     needle = query.search.lower()
     matching = [row for row in rows if _matches(row, query, needle)]
     matching.sort(key=SORTS[query.sort][1], reverse=query.descending)
     pages = max(1, -(-len(matching) // PAGE_SIZE))
     page = min(query.page, pages)
     start = (page - 1) * PAGE_SIZE
-    counts = Counter(row.vm.status.css_class for row in rows)
+    states = [row_state(row) for row in matching]
+    counts = Counter(states)
     statuses = {row.vm.status.key: row.vm.status.label for row in rows}
     countries = {row.vm.datacenter.country_code.upper() for row in rows if row.vm.datacenter}
     return TablePage(
@@ -279,21 +294,39 @@ def table_page(rows: tuple[VmRow, ...], query: VmQuery) -> TablePage:
         pages=pages,
         spend=spend_per_currency(matching),
         status_counts=tuple(
-            StatusCount(css_class, STATUS_CLASS_LABELS[css_class], counts[css_class])
-            for css_class in StatusClass
-            if counts[css_class]
+            StatusCount(state, label, counts[state]) for state, label in STATE_LABELS.items() if counts[state]
         ),
-        attention=tuple(row for row in rows if _needs_attention(row.vm)),
-        any_changing=bool(counts[StatusClass.TRANSITIONAL]) or any(row.deleting for row in rows),
+        attention=tuple(
+            AttentionItem(row, attention_sentence(row.vm, now))
+            for row, state in zip(matching, states, strict=True)
+            if state == StatusClass.ATTENTION
+        ),
+        holding_reserve=tuple(
+            row
+            for row, state in zip(matching, states, strict=True)
+            if state != DELETING and _holds_reserve(row.vm)
+        ),
+        any_changing=any(row.deleting or row.vm.status.is_transitional for row in rows),
         status_options=tuple(sorted(statuses.items(), key=lambda item: item[1])),
         country_options=tuple(sorted(((code, country_name(code)) for code in countries), key=lambda c: c[1])),
     )
 
 
-def _needs_attention(vm: Vm) -> bool:
-    """Low funds, or a VM the provider ended that still holds a reserve until it is deleted. Today's API
-    lists terminated VMs that are already gone (nothing left to delete): they need nothing."""
-    return vm.status.needs_attention or (vm.status.key == "terminated" and vm.can_terminate)
+def _holds_reserve(vm: Vm) -> bool:
+    """A VM the provider ended keeps its reserved balance until it is deleted (the 2025 APIs). Today's API
+    lists terminated VMs that are already gone (nothing left to delete): they hold nothing."""
+    return vm.status.key == "terminated" and vm.can_terminate
+
+
+def attention_sentence(vm: Vm, now) -> str:
+    """What a VM whose status needs attention asks of the person."""
+    if vm.status.key == "smallbalance":
+        due = vm.next_billing_at
+        when = format_utc(due) if due is not None and (now is None or due > now) else "the next billing"
+        return f"the balance will not cover the next epoch; top up the account before {when}."
+    if vm.status.key == "insufficientfunds":
+        return "the balance is empty; top up the account or the VM will be stopped."
+    return "check it in Fluence."
 
 
 # --- the summary's sentences ----------------------------------------------------------------------------
@@ -350,6 +383,9 @@ class RowView:
     next_billing: str | None
     next_billing_utc: str
     age: str | None
+    billing_doubt: str | None = None  # Fluence's billing data contradicts itself (vms.billing)
+    stale: SafeString | None = None  # the marker of an account whose last refresh failed
+    unknown_deletion_at: str | None = None  # when its latest deletion, of unknown outcome, was asked (UTC)
 
 
 # Sizes and prices repeat from row to row and refresh to refresh; their text is worked out once.
@@ -392,9 +428,20 @@ def _cost_html(currency: str, per_day: Decimal, per_month: Decimal | None, per: 
     )
 
 
-def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]:
+def row_views(
+    rows: tuple[VmRow, ...],
+    *,
+    now,
+    url_prefix: str,
+    stale: dict[int, SafeString] | None = None,
+    unknown_deletions: dict | None = None,
+) -> list[RowView]:
     """`url_prefix` is where VM pages live ("/vms/"); each row's links are built from it without a reverse()
-    per row (a test pins them against the URLconf)."""
+    per row (a test pins them against the URLconf). `stale`: key id -> the marker of its rows' old data.
+    `unknown_deletions`: (key id, VM id) -> the intent row of a deletion of unknown outcome
+    (audit.unknown_deletions)."""
+    stale = stale or {}
+    unknown_deletions = unknown_deletions or {}
     views = []
     for row in rows:
         vm, account = row.vm, row.account
@@ -423,6 +470,11 @@ def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]
                 next_billing=format_relative(vm.next_billing_at, now) if vm.next_billing_at else None,
                 next_billing_utc=format_utc(vm.next_billing_at) if vm.next_billing_at else "",
                 age=format_age(vm.created_at, now) if vm.created_at else None,
+                billing_doubt=billing_doubt(vm, now),
+                stale=stale.get(account.key_id),
+                unknown_deletion_at=format_utc(unknown.created_at)
+                if (unknown := unknown_deletions.get((account.key_id, vm.key)))
+                else None,
             )
         )
     return views
@@ -432,6 +484,12 @@ def row_views(rows: tuple[VmRow, ...], *, now, url_prefix: str) -> list[RowView]
 # refresh of every open list. Every value is escaped with html.escape, which is what Django's escape (and
 # so the templates' autoescaping) applies, without its lazy-string wrapper; the markup around is constant.
 _DELETING_BADGE = '<span class="badge badge-deleting">Deleting…</span>'
+
+# Past these lengths a name or an account label may be cut short by the cell's width (static/app.css): the
+# whole text then rides along as the cell's title. Shorter ones always fit and carry none (every byte is
+# sent 50 times per refresh).
+NAME_FITS = 22
+LABEL_FITS = 14
 
 
 def escape(value: object) -> str:
@@ -469,14 +527,53 @@ def _cell(vm: Vm, cell: str, text: str | None) -> str:
     return "—"
 
 
-def render_rows(rows: list[RowView]) -> SafeString:
+def _billing_cell(row: RowView) -> str:
+    vm = row.vm
+    if vm.billed_per_second:
+        return "<small>per second</small>"  # no epochs: billed by the second
+    if row.billing_doubt is not None:
+        # Flagged, not repeated: no "594 d ago" for a billing time Fluence has not moved on.
+        shown = "none reported" if vm.next_billing_at is None else "out of date"
+        return f'<span class="doubt" title="{escape(row.billing_doubt)}">{shown}</span>'
+    if row.next_billing_utc:
+        if vm.status.is_ended:
+            return "—"  # an ended VM is billed no more, whatever time Fluence still sends
+        return f'<span title="{escape(row.next_billing_utc)}">{escape(row.next_billing)}</span>'
+    return _cell(vm, "next_billing", None)
+
+
+def _unknown_deletion_html(row: RowView, detail: str) -> str:
+    """A deletion of unknown outcome: a link to the VM's page, and *Check now* for those who may delete."""
+    when = escape(row.unknown_deletion_at)
+    html = (
+        f'<span class="deletion-unknown"><a href="{detail}#deletion-unknown"'
+        ' class="badge badge-outcome-unknown"'
+        f' title="The deletion asked for on {when} has an unknown outcome">Outcome unknown</a>'
+    )
+    if row.account.can_delete:
+        html += (
+            '<button type="button" class="outline deletion-check-button"'
+            f' hx-post="{detail}deletion-check/?in=row"'
+            ' hx-target="closest .deletion-unknown" hx-swap="outerHTML" hx-params="none"'
+            ' hx-disabled-elt="this">Check now</button>'
+        )
+    return html + "</span>"
+
+
+def render_rows(rows: list[RowView], columns: tuple[str, ...] = DEFAULT_COLUMNS) -> SafeString:
+    """The rows' HTML: the fixed columns, then the chosen optional `columns` (chosen_columns) in table
+    order, then the actions."""
+    with_vcpu, with_ram, with_storage, with_billing, with_ip, with_age = (
+        name in columns for name in OPTIONAL_COLUMNS
+    )
     parts = []
     for row in rows:
         vm, account = row.vm, row.account
         name = escape(vm.display_name)
         detail = escape(row.detail_url)
         odd = bool(vm.unreadable)
-        name_cell = f'<a href="{detail}">{name}</a>'
+        name_title = f' title="{name}"' if len(vm.display_name) > NAME_FITS else ""
+        name_cell = f'<a href="{detail}"{name_title}>{name}</a>'
         if odd and vm.name is None and (reason := vm.unreadable_reason(*_CELL_FIELDS["name"])):
             name_cell += f" <small>name {_unreadable_span(reason)}</small>"
         if row.deleting:
@@ -487,7 +584,16 @@ def render_rows(rows: list[RowView]) -> SafeString:
             status = (
                 f'<span class="badge badge-{escape(vm.status.css_class)}">{escape(vm.status.label)}</span>'
             )
-        owner = "" if account.is_own else f" <small>· {escape(account.owner_username)}</small>"
+        if row.unknown_deletion_at is not None:
+            status += _unknown_deletion_html(row, detail)
+        label = account.label if account.is_own else f"{account.label} · {account.owner_username}"
+        account_cell = escape(account.label)
+        if not account.is_own:
+            account_cell += f" <small>· {escape(account.owner_username)}</small>"
+        if len(label) > LABEL_FITS:
+            account_cell = f'<span title="{escape(label)}">{account_cell}</span>'
+        if row.stale is not None:
+            account_cell += row.stale
         tier = vm.datacenter.tier if vm.datacenter else None
         location = _cell(vm, "location", row.location) + (
             f" <small>tier {escape(tier)}</small>" if tier else ""
@@ -495,24 +601,128 @@ def render_rows(rows: list[RowView]) -> SafeString:
         if row.can_select:
             # The checkbox is named by its VM ("web-1, checkbox"): the row is sent on every refresh.
             select = f'<input type="checkbox" name="vm" value="{escape(row.ref)}" aria-label="{name}">'
-            delete = f'<a href="{detail}delete/" class="row-delete" aria-label="Delete {name}">Delete</a>'
+            delete = f'<a href="{detail}delete/" aria-label="Delete {name}">Delete</a>'
         else:
             select = delete = ""
-        if vm.billed_per_second:
-            billing = "<small>per second</small>"  # no epochs: billed by the second
-        elif row.next_billing_utc:
-            billing = f'<span title="{escape(row.next_billing_utc)}">{escape(row.next_billing)}</span>'
-        else:
-            billing = _cell(vm, "next_billing", None)
         cost = row.cost if row.cost is not None else _cell(vm, "cost", None)
-        parts.append(
+        cells = [
             f'<tr data-vm-id="{escape(vm.id)}"{' class="is-deleting"' if row.deleting else ""}>'
-            f"<td>{select}</td>"
-            f"<td>{name_cell}</td>"
-            f"<td>{status}</td><td>{escape(account.label)}{owner}</td><td>{location}</td>"
-            f"<td>{_cell(vm, 'vcpu', row.vcpu)}</td><td>{_cell(vm, 'ram', row.ram)}</td>"
-            f"<td>{_cell(vm, 'storage', row.storage)}</td><td>{_cell(vm, 'ip', vm.public_ip)}</td>"
-            f"<td>{cost}</td><td>{billing}</td>"
-            f"<td>{_cell(vm, 'age', row.age)}</td><td>{delete}</td></tr>"
-        )
+            f"<td>{select}</td><td>{name_cell}</td><td>{status}</td><td>{account_cell}</td>"
+            f"<td>{location}</td><td>{cost}</td>"
+        ]
+        if with_vcpu:
+            cells.append(f"<td>{_cell(vm, 'vcpu', row.vcpu)}</td>")
+        if with_ram:
+            cells.append(f"<td>{_cell(vm, 'ram', row.ram)}</td>")
+        if with_storage:
+            cells.append(f"<td>{_cell(vm, 'storage', row.storage)}</td>")
+        if with_billing:
+            cells.append(f"<td>{_billing_cell(row)}</td>")
+        if with_ip:
+            cells.append(f"<td>{_cell(vm, 'ip', vm.public_ip)}</td>")
+        if with_age:
+            cells.append(f"<td>{_cell(vm, 'age', row.age)}</td>")
+        cells.append(f"<td>{delete}</td></tr>")
+        parts.append("".join(cells))
     return SafeString("".join(parts))
+
+
+# --- how fresh each account's data is ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFreshness:
+    """How fresh one account's part of the table is. "just now" only when it is: an account whose refresh
+    failed shows its last good data, marked, with its age; never "updated"."""
+
+    result: AccountResult
+    age: str  # "just now", "12 s ago", "3 min ago"; "—" when nothing was ever loaded
+    fetched_utc: str  # "2026-12-05 11:44:52 UTC", or ""
+
+    @property
+    def loaded(self) -> bool:
+        return self.result.fetched_at is not None
+
+    @property
+    def stale(self) -> bool:
+        """Its rows are older data: the last refresh failed and the last good list stands in."""
+        return self.result.is_stale
+
+    @property
+    def timestamp(self) -> str:
+        """The data's time in seconds since the epoch, for static/app.js to count the age on."""
+        fetched = self.result.fetched_at
+        return str(int(fetched.timestamp())) if fetched else ""
+
+    @property
+    def problem_sentence(self) -> str:
+        """A failed read, said as one: "could not load this account's VMs: …; showing data from 3 min ago
+        (…)" or "…; no earlier data to show." (the account's label goes before it)."""
+        problem = (self.result.problem or "").strip()
+        if problem and not problem.startswith("Fluence"):
+            problem = problem[0].lower() + problem[1:]
+        if self.loaded:
+            age = "moments ago" if self.age == "just now" else self.age
+            then = f"showing data from {age} ({self.fetched_utc})."
+        else:
+            then = "no earlier data to show."
+        return f"could not load this account's VMs: {problem.rstrip('.')}; {then}"
+
+    @property
+    def marker(self) -> SafeString | None:
+        """The marker on each row of this account while its data is old."""
+        if not self.stale:
+            return None
+        age = "" if self.age == "just now" else f" · {self.age.removesuffix(' ago')}"  # "old data · 3 min"
+        title = f"Fluence did not answer; this is the data of {self.fetched_utc}"
+        return SafeString(f' <small class="stale" title="{escape(title)}">old data{escape(age)}</small>')
+
+
+def account_freshness(listing: VmListing, now) -> tuple[AccountFreshness, ...]:
+    return tuple(
+        AccountFreshness(
+            result=result,
+            age=format_data_age(result.fetched_at, now) if result.fetched_at else "—",
+            fetched_utc=format_utc(result.fetched_at) if result.fetched_at else "",
+        )
+        for result in listing.accounts
+    )
+
+
+# --- the table, as the list view shows it ------------------------------------------------------------------
+
+
+def vm_table(
+    listing: VmListing,
+    query: VmQuery,
+    *,
+    now,
+    list_url: str,
+    columns: tuple[str, ...] = DEFAULT_COLUMNS,
+    unknown_deletions: dict | None = None,
+) -> dict:
+    """Everything the list page and its polled fragment show of the table, from one listing and query;
+    `columns`: the optional columns the person chose (chosen_columns); `unknown_deletions`: see row_views."""
+    table = table_page(listing.rows, query, now=now)
+    freshness = account_freshness(listing, now)
+    stale = {item.result.account.key_id: item.marker for item in freshness if item.stale}
+    rows = row_views(
+        table.rows, now=now, url_prefix=list_url + "vms/", stale=stale, unknown_deletions=unknown_deletions
+    )
+    shown = FIXED_COLUMNS + columns
+    return {
+        "rows": rows,
+        "rows_html": render_rows(rows, columns),
+        "table": table,
+        "columns": table_columns(query, list_url, shown),
+        "numeric_columns": sum(name in columns for name in NUMERIC_COLUMNS),
+        "column_choices": [(name, SORTS[name][0], name in columns) for name in OPTIONAL_COLUMNS],
+        "freshness": freshness,
+        "list_url": list_url,
+        "table_url": query.url(page=table.page),
+        "prev_url": query.url(page=table.page - 1) if table.page > 1 else None,
+        "next_url": query.url(page=table.page + 1) if table.page < table.pages else None,
+        "poll_seconds": settings.VM_POLL_FAST_SECONDS
+        if table.any_changing
+        else settings.VM_POLL_SLOW_SECONDS,
+    }

@@ -1,0 +1,173 @@
+"""The shared cache of what Fluence said about each key: its VM list, its last failure, VMs asked for alone,
+and the VMs whose deletion Fluence accepted. Storage only: fetching decides when to ask Fluence, selectors
+read, services write the deletion marks."""
+
+import dataclasses
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from vms.fluence.client import ADAPTERS, ListAnswer
+from vms.fluence.models import Vm
+
+LAST_GOOD_SECONDS = 7 * 24 * 3600
+DELETING_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedList:
+    answer: ListAnswer
+    fetched_at: datetime
+
+
+# One key's list lives in the shared cache in three entries: a short-lived "fresh" marker, a long-lived
+# "last good" marker, and the data itself, each marker naming the data by a token. A process keeps the
+# VMs it has already unpickled for a token, so a refresh costs one tiny cache read, not an unpickle of
+# thousands of objects; every process still sees the same data through the shared cache.
+_MEMO_SIZE = 256
+_memo: OrderedDict[tuple[int, str], ListAnswer] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    token: str
+    fetched_at: datetime
+    generation: str  # whose adapter reads the stored answer back
+
+
+# The cache keys, public so that a caller can read several in one round trip (resilience.Gate).
+# "v2" in the names: markers and data of the time before API generations are not read back.
+def problem_key(key_id: int) -> str:
+    return f"fluence:vms:v2:problem:{key_id}"
+
+
+def fresh_key(key_id: int) -> str:
+    return f"fluence:vms:v2:fresh:{key_id}"
+
+
+def last_good_key(key_id: int) -> str:
+    return f"fluence:vms:v2:last:{key_id}"
+
+
+def data_key(key_id: int) -> str:
+    return f"fluence:vms:v2:data:{key_id}"
+
+
+def deleting_key(key_id: int) -> str:
+    return f"fluence:deleting:{key_id}"
+
+
+def _vm_key(key_id: int, vm_id: str) -> str:
+    return f"fluence:vm:{key_id}:{vm_id.lower()}"
+
+
+# --- the list of a key -------------------------------------------------------------------------------------
+
+
+def _remember(key_id: int, token: str, answer: ListAnswer) -> None:
+    with _memo_lock:
+        _memo[(key_id, token)] = answer
+        _memo.move_to_end((key_id, token))
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+
+
+def load(key_id: int, marker: Marker | None) -> FetchedList | None:
+    """The list a marker names, or None when there is none (or the data has moved on since)."""
+    if marker is None:
+        return None
+    with _memo_lock:
+        answer = _memo.get((key_id, marker.token))
+    if answer is None:
+        stored = cache.get(data_key(key_id))
+        if not stored or stored[0] != marker.token or marker.generation not in ADAPTERS:
+            return None  # the data moved on since the marker was written: treat as a miss
+        # Stored as Fluence's own JSON: cheaper to write and read than pickled objects, and parsed once
+        # per process and refresh, by the adapter of the generation that fetched it.
+        answer = dataclasses.replace(ADAPTERS[marker.generation].read_cached(stored[1]), body=b"")
+        _remember(key_id, marker.token, answer)
+    return FetchedList(answer=answer, fetched_at=marker.fetched_at)
+
+
+def fresh(key_id: int) -> FetchedList | None:
+    """The list, while it is younger than FLUENCE_CACHE_SECONDS."""
+    return load(key_id, cache.get(fresh_key(key_id)))
+
+
+def last_good(key_id: int) -> FetchedList | None:
+    """The last list Fluence answered, however old (kept for a week), for when it fails."""
+    return load(key_id, cache.get(last_good_key(key_id)))
+
+
+def store(key_id: int, answer: ListAnswer, generation: str) -> FetchedList:
+    """Share a fresh list, as the JSON its adapter reads back."""
+    marker = Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), generation=generation)
+    # The data and the last-good marker in one write, then the fresh marker: no marker ever names data that
+    # is not there yet. The fresh one expires in the cache itself, so that the instances' clocks never
+    # decide what is fresh.
+    cache.set_many(
+        {data_key(key_id): (marker.token, answer.body), last_good_key(key_id): marker}, LAST_GOOD_SECONDS
+    )
+    cache.set(fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
+    answer = dataclasses.replace(answer, body=b"")
+    _remember(key_id, marker.token, answer)
+    return FetchedList(answer=answer, fetched_at=marker.fetched_at)
+
+
+def problem(key_id: int) -> tuple[str, str] | None:
+    """The (kind, message) of the key's last failure, while it is remembered."""
+    return cache.get(problem_key(key_id))
+
+
+def remember_problem(key_id: int, kind: str, message: str) -> None:
+    # For one refresh interval, like a success: N people watching a failing key cause one call per
+    # interval, not one per page.
+    cache.set(problem_key(key_id), (kind, message), settings.FLUENCE_CACHE_SECONDS)
+
+
+def forget(key_id: int) -> None:
+    """The next read of this key asks Fluence again (its last good data stays for fallbacks)."""
+    cache.delete_many([fresh_key(key_id), problem_key(key_id)])
+
+
+def forget_memo() -> None:
+    """Drop what this process has parsed (the benchmarks measure a cold process)."""
+    with _memo_lock:
+        _memo.clear()
+
+
+# --- one VM, asked for alone -------------------------------------------------------------------------------
+
+
+def vm(key_id: int, vm_id: str) -> Vm | bool | None:
+    """A VM as Fluence answered for it alone: the Vm, False when Fluence said it is gone, None unknown."""
+    return cache.get(_vm_key(key_id, vm_id))
+
+
+def store_vm(key_id: int, vm_id: str, found: Vm | None) -> None:
+    cache.set(_vm_key(key_id, vm_id), found if found is not None else False, settings.FLUENCE_CACHE_SECONDS)
+
+
+# --- deletions Fluence accepted ----------------------------------------------------------------------------
+
+
+def mark_deleting(key_id: int, vm_id: str) -> None:
+    """Remember that Fluence accepted this VM's deletion, so the list says "deleting" until it is gone; the
+    key's list and the VM are asked for afresh."""
+    marker = deleting_key(key_id)
+    pending = dict(cache.get(marker) or {})
+    pending[vm_id.lower()] = timezone.now().timestamp()
+    cache.set(marker, pending, DELETING_SECONDS)
+    cache.delete(_vm_key(key_id, vm_id))
+    forget(key_id)
+
+
+def is_deleting(key_id: int, vm_id: str) -> bool:
+    return vm_id.lower() in (cache.get(deleting_key(key_id)) or {})
