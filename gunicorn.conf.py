@@ -1,6 +1,10 @@
 """gunicorn settings for Fluence Portal; `gunicorn` started in the repository root reads this file."""
 
 import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 wsgi_app = "fluence_portal.wsgi:application"
 
@@ -21,3 +25,43 @@ threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 # PORT (as container platforms set it) binds every interface; without it gunicorn's 127.0.0.1:8000.
 if os.environ.get("PORT"):
     bind = [f"0.0.0.0:{int(os.environ['PORT'])}"]
+
+# Prometheus metrics (/-/metrics) add up every worker's counts: prometheus-client's multiprocess mode, where
+# each worker writes its counts to files in one directory of this instance.
+_METRICS_DIR_PREFIX = "fluence-portal-metrics-"
+
+
+def on_starting(server):
+    """Before any worker exists: the metrics directory of this instance, empty. Workers inherit the variable
+    and read it when they import prometheus_client. A fresh directory unless PROMETHEUS_MULTIPROC_DIR names
+    one (never one directory for two instances)."""
+    if "prometheus_client" in sys.modules:
+        # preload_app imported the app here already: each worker would count on its own, silently.
+        raise RuntimeError("preload_app is not supported: the workers' metrics would not add up")
+    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = Path(named or tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # the counts of an earlier run are not this run's
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A worker ended: its live gauges go (its counters stay, so that totals never go down)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """The directory made above goes with the instance."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    if directory.name.startswith(_METRICS_DIR_PREFIX) and directory.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# LOG_FORMAT=json: gunicorn's own lines (start, worker boot and exit, errors) are JSON objects too.
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    logconfig_dict = {
+        "formatters": {"generic": {"()": "fluence_portal.request_logging.JsonFormatter"}},
+    }

@@ -1,5 +1,6 @@
 """Django settings for Fluence Portal: every value comes from the environment."""
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -30,6 +31,17 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}") from exc
+
+
+def env_networks(name: str) -> list[str]:
+    """Comma-separated networks (`10.0.0.0/8,192.168.1.7`), each checked now."""
+    networks = env_list(name)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name} holds {network!r}, which is not an IP network") from exc
+    return networks
 
 
 DEBUG = env_bool("DEBUG")
@@ -89,6 +101,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "fluence_portal.middleware.RequestIdMiddleware",
+    # /-/healthz, /-/readyz, /-/metrics: answered here, before HTTPS redirects, hosts, sessions and sign-in.
+    "fluence_portal.service_endpoints.ServiceEndpointsMiddleware",
+    "fluence_portal.request_logging.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -194,13 +209,28 @@ SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 0))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
 
+# --- Running as a service: probes, Prometheus metrics (/-/metrics), logs ---
+LOG_FORMAT = (os.environ.get("LOG_FORMAT", "") or "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
+LOG_REQUESTS = env_bool("LOG_REQUESTS", True)  # one line per request: method, path, status, duration
+# /-/metrics is off unless a bearer token or client networks (CIDR, behind TRUSTED_PROXY_HOPS) let scrapes in.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (or unset: metrics off).")
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
+METRICS_INCLUDE_ACCOUNTS = env_bool("METRICS_INCLUDE_ACCOUNTS")  # VMs and cost per day of every key
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "fluence_portal.middleware.RequestIdLogFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "fluence_portal.request_logging.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
@@ -209,6 +239,9 @@ LOGGING = {
 # Live refresh of the VM pages: fast while any VM is changing state, slow when all are settled.
 VM_POLL_FAST_SECONDS = int(env_float("VM_POLL_FAST_SECONDS", 5))
 VM_POLL_SLOW_SECONDS = int(env_float("VM_POLL_SLOW_SECONDS", 30))
+# A bulk deletion job not heard of for this long is taken as dead (its process stopped): its unfinished VMs
+# read "outcome unknown". Longer than the slowest single DELETE (FLUENCE_TOTAL_TIMEOUT) can take.
+DELETION_JOB_STALL_SECONDS = int(env_float("DELETION_JOB_STALL_SECONDS", 60))
 
 # --- Resilience: Fluence failing or asking to slow down ---
 # Consecutive upstream failures (5xx, timeouts, refused connections, garbage) that open the circuit of an

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from vms import metrics
 from vms.request_meta import client_ip
 
 security_log = logging.getLogger("fluence_portal.security")
@@ -60,6 +61,7 @@ def attempt(scope: str, identities: list[str], limit: tuple[int, int]) -> Verdic
         counters.append(key)
         if _increment(key, remaining) > allowed_count:
             retry_after = max(retry_after, remaining)
+    metrics.rate_limit_checked(scope, refused=retry_after > 0)
     return Verdict(allowed=retry_after == 0, retry_after=retry_after, counters=tuple(counters))
 
 
