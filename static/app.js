@@ -1,15 +1,17 @@
 // Fluence Portal: small behaviours htmx does not cover. Loaded as a file: the CSP forbids inline scripts.
 "use strict";
 
-// "updated N s ago": count up from the server's data time between refreshes.
+// "updated 12 s ago", per account: count up from the server's data time between refreshes, as
+// vms/display.py format_data_age words it ("just now" only under 5 s).
 function tickUpdatedAgo() {
   const now = Date.now() / 1000;
   document.querySelectorAll("[data-updated-at]").forEach((element) => {
     const at = Number(element.dataset.updatedAt);
     const target = element.querySelector(".updated-ago");
     if (!at || !target) return;
-    const seconds = Math.max(0, Math.round(now - at));
-    if (seconds < 60) target.textContent = `${seconds} s ago`;
+    const seconds = Math.max(0, Math.floor(now - at));
+    if (seconds < 5) target.textContent = "just now";
+    else if (seconds < 60) target.textContent = `${seconds} s ago`;
     else if (seconds < 3600) target.textContent = `${Math.floor(seconds / 60)} min ago`;
     else if (seconds < 86400) target.textContent = `${Math.floor(seconds / 3600)} h ago`;
     else target.textContent = `${Math.floor(seconds / 86400)} d ago`;
@@ -78,10 +80,11 @@ document.addEventListener("change", (event) => {
   document.querySelectorAll(all.dataset.selectAll).forEach((box) => { box.checked = all.checked; });
 });
 
-// Row "Delete" links open the confirmation dialog through htmx (they stay plain links without JavaScript,
-// and carry no hx-* attributes of their own so that each row of the table stays small).
+// Row "Delete" links (the link in a row's last cell) open the confirmation dialog through htmx. They stay
+// plain links without JavaScript, and carry no class or hx-* attribute so that each row of the table stays
+// small (vms/vm_table.py render_rows).
 document.addEventListener("click", (event) => {
-  const link = event.target.closest("a.row-delete");
+  const link = event.target.closest("#vm-table tbody td:last-child > a[href$='/delete/']");
   if (!link || !window.htmx || event.ctrlKey || event.metaKey || event.shiftKey) return;
   event.preventDefault();
   htmx.ajax("GET", link.getAttribute("href"), { target: "#modal-content" });  // the default swap: its content

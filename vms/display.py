@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
@@ -360,6 +363,23 @@ def format_age(created: datetime | None, now: datetime) -> str:
     return f"{minutes // (24 * 60)} d"
 
 
+def format_data_age(when: datetime | None, now: datetime) -> str:
+    """How old data is: "just now" (under 5 s), "12 s ago", "3 min ago", "2 h ago", "4 d ago". As
+    static/app.js counts it between refreshes, so a page never says "just now" of older data."""
+    if not isinstance(when, datetime):
+        return MISSING
+    seconds = max(0, int((_aware(now) - _aware(when)).total_seconds()))
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
 def format_utc(when: datetime | None) -> str:
     """An exact time in UTC: "2025-04-16 17:59:55 UTC"."""
     if not isinstance(when, datetime):
@@ -393,3 +413,61 @@ def resource_label(resource: Resource) -> str:
     name = "network bandwidth" if type_ == "NETWORK_BANDWIDTH" else type_.replace("_", " ")
     parts = [_plain(quantity) if quantity is not None else "", resource.unit or "", name]
     return " ".join(part for part in parts if part)
+
+
+_RESOURCE_NAMES = {
+    "VCPU": "vCPU",
+    "RAM": "RAM",
+    "STORAGE": "Storage",
+    "PUBLIC_IP": "Public IP",
+    "NETWORK_BANDWIDTH": "Network bandwidth",
+    "GPU": "GPU",
+}
+
+
+def resource_name(type_: object) -> str:
+    """A resource type as people name it: "VCPU" -> "vCPU", "PUBLIC_IP" -> "Public IP"; another one with
+    its underscores read as spaces ("FPGA_CARD" -> "FPGA card")."""
+    if not isinstance(type_, str) or not type_.strip():
+        return MISSING
+    known = _RESOURCE_NAMES.get(type_.strip().upper())
+    if known:
+        return known
+    first, *rest = type_.strip().split("_")
+    return " ".join([first, *(word.lower() for word in rest if word)])
+
+
+_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[_\s]+")
+
+# Hardware facts whose unit the API documentation (fluence-api.md) does not state: shown as sent,
+# and said so, rather than with a guessed unit.
+UNIT_NOT_STATED = "unit not stated by Fluence"
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareFact:
+    name: str  # "Sequential write speed"
+    value: str
+    note: str = ""  # "unit not stated by Fluence"
+
+
+def fact_name(key: object) -> str:
+    """A hardware fact's name as words: "sequentialWriteSpeed" -> "Sequential write speed"."""
+    words = [word for word in _WORD_BREAK.split(str(key)) if word]
+    if not words:
+        return MISSING
+    text = " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in words)
+    return text[0].upper() + text[1:]
+
+
+def hardware_facts(facts: object) -> list[HardwareFact]:
+    """A resource's `details` or `metadata` as named facts, in Fluence's order. A number that measures
+    something (a speed) gets a note when the API does not say in which unit."""
+    if not isinstance(facts, Mapping):
+        return []
+    shown = []
+    for key, value in facts.items():
+        measured = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+        note = UNIT_NOT_STATED if measured and str(key).lower().endswith("speed") else ""
+        shown.append(HardwareFact(fact_name(key), str(value), note))
+    return shown

@@ -21,8 +21,8 @@ def test_current_and_2025_accounts_share_one_table_with_readable_prices(page, po
 
     cloud, staging = _rows_of(page, "Cloud"), _rows_of(page, "Staging")
     assert cloud.count() > 0 and staging.count() > 0
-    cloud_prices = cloud.locator("td:nth-child(10)").all_inner_texts()
-    staging_prices = staging.locator("td:nth-child(10)").all_inner_texts()
+    cloud_prices = cloud.locator("td:nth-child(6)").all_inner_texts()
+    staging_prices = staging.locator("td:nth-child(6)").all_inner_texts()
     usd = re.compile(r"\A[\d,]+\.\d\d USD\n[\d,]+\.\d\d/mo · second\Z")
     usdc = re.compile(r"\A[\d,]+\.\d\d USDC\n[\d,]+\.\d\d/mo · epoch\Z")
     # Today's API may leave a price out (null): that cell says so, every other one reads as a price.
@@ -33,7 +33,7 @@ def test_current_and_2025_accounts_share_one_table_with_readable_prices(page, po
     totals = page.locator("#vm-spend .spend")
     assert sorted(totals.evaluate_all("spans => spans.map(s => s.dataset.currency)")) == ["USD", "USDC"]
     # Today's API is billed per second: no epoch in its next-billing cell.
-    assert all("per second" in text for text in cloud.locator("td:nth-child(11)").all_inner_texts())
+    assert all("per second" in text for text in cloud.locator("td:nth-child(9)").all_inner_texts())
     # The accounts say which API each speaks, and the current one its balance.
     summary = page.locator("#vm-summary").inner_text()
     assert "current API" in summary and "2025 API (v3)" in summary and "USD" in summary

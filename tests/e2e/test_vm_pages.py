@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import screenshot, sign_in
-from vms import services
+from vms import preferences, services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +48,7 @@ def test_sort_and_filter_survive_a_reload(page, portal, sandbox):
     locations = page.locator("#vm-table tbody td:nth-child(5)").all_inner_texts()
     assert locations and all("France" in location for location in locations)
     # Sorted by the cost per day within each currency: USD is never ranked against USDC as if equal.
-    costs = [text.split()[:2] for text in page.locator("#vm-table tbody td:nth-child(10)").all_inner_texts()]
+    costs = [text.split()[:2] for text in page.locator("#vm-table tbody td:nth-child(6)").all_inner_texts()]
     for currency in {currency for _, currency in costs}:
         prices = [float(amount.replace(",", "")) for amount, unit in costs if unit == currency]
         assert prices == sorted(prices, reverse=True)
@@ -60,13 +60,15 @@ def test_a_launching_vm_turns_active_without_a_reload(page, portal, sandbox, set
     vm = sandbox.state.add_vm(
         "sbx_demo_alice_staging", name="booting-e2e", status="Launching", activate_after=2.5
     )
+    preferences.vm_columns_set(user=get_user_model().objects.get(username="alice"), columns=["ip"])
     sign_in(page, portal)
     row = page.locator(f'#vm-table tr[data-vm-id="{vm["id"]}"]')
     assert "Launching" in row.inner_text()
     page.evaluate("window.__sameDocument = true")
     expect(row.locator(".badge")).to_have_text("Active", timeout=15_000)
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
-    assert "—" not in page.locator(f'#vm-table tr[data-vm-id="{vm["id"]}"] td:nth-child(9)').inner_text()
+    ip = page.locator(f'#vm-table tr[data-vm-id="{vm["id"]}"] td:nth-child(7)').inner_text()  # chosen above
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ip), ip  # an address now, where it said "—"
 
 
 def test_one_failing_key_leaves_the_other_account_visible(page, portal, sandbox):
@@ -77,7 +79,7 @@ def test_one_failing_key_leaves_the_other_account_visible(page, portal, sandbox)
     sign_in(page, portal)
     problem = page.locator(".account-problem")
     assert "Old account" in problem.inner_text()
-    assert "key refused" in problem.inner_text()
+    assert "could not load this account's VMs: Fluence refused this API key" in problem.inner_text()
     assert "vm-name" in _row_names(page)
     screenshot(page, "list-with-failing-key-1440")
 

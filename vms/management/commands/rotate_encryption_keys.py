@@ -1,17 +1,18 @@
-"""Re-encrypt every stored API key under the newest key of FIELD_ENCRYPTION_KEYS."""
+"""Re-encrypt every stored API key under the newest key of FIELD_ENCRYPTION_KEYS, and recompute its secret
+digest under the key derived from that newest key (vms.secret_digest)."""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from vms import crypto
+from vms import crypto, secret_digest
 from vms.fields import SealedSecret
 from vms.models import ApiKey
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored API key under the first (newest) key of FIELD_ENCRYPTION_KEYS. "
-        "Afterwards the older keys can be removed from the list."
+        "Re-encrypt every stored API key under the first (newest) key of FIELD_ENCRYPTION_KEYS and recompute "
+        "its secret digest (the duplicate check) under it. Afterwards the older keys can be removed."
     )
 
     def handle(self, *args, **options):
@@ -21,14 +22,19 @@ class Command(BaseCommand):
             for api_key in ApiKey.objects.select_for_update().order_by("pk"):
                 try:
                     token = crypto.rotate(api_key.secret.token)
+                    secret = crypto.decrypt(token)
                 except crypto.SecretDecryptionError:
                     failures.append(api_key.pk)
                     continue
-                ApiKey.objects.filter(pk=api_key.pk).update(secret=SealedSecret(token))
+                digest = secret_digest.secret_digest(secret=secret, base_url=api_key.base_url)
+                ApiKey.objects.filter(pk=api_key.pk).update(secret=SealedSecret(token), secret_digest=digest)
                 rotated += 1
             if failures:
                 raise CommandError(
                     f"{len(failures)} key(s) cannot be decrypted with FIELD_ENCRYPTION_KEYS "
                     f"(ids {', '.join(map(str, failures))}); nothing was changed."
                 )
-        self.stdout.write(f"Re-encrypted {rotated} API key(s) under the newest encryption key.")
+        self.stdout.write(
+            f"Re-encrypted {rotated} API key(s) under the newest encryption key, and recomputed their "
+            "secret digests."
+        )

@@ -22,6 +22,8 @@ def is_loopback(host: str) -> bool:
 
 class Command(BaseCommand):
     help = "Serve a local, fake Fluence API (the sandbox) with the demo accounts, for demos and tests."
+    # It reads no setting, database or secret (manage.py gives it fluence_portal.settings_sandbox).
+    requires_system_checks: list[str] = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
