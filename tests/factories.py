@@ -1,6 +1,7 @@
 """Small factories for what many tests make: API keys saved as the portal saves them, on the sandbox."""
 
 from vms import services
+from vms.request_meta import RequestMeta
 
 # The sandbox accounts of the shared key fixtures in tests/conftest.py (a key shows its last 4 characters).
 OPS_KEY = "sbx_ops_team_account"  # last four "ount"; made afresh, with ten VMs, for every test
@@ -20,3 +21,14 @@ def make_api_key(
     if vm_count is not None:
         sandbox.state.configure_account(secret, vm_count=vm_count, include_example=include_example)
     return services.apikey_create(owner=owner, label=label, secret=secret, base_url=sandbox.url, **options)
+
+
+def meta_for(user) -> RequestMeta:
+    """The request facts an audit row copies, for a person acting outside a request (service tests)."""
+    return RequestMeta(
+        actor_username=user.get_username(),
+        actor_id=str(user.pk),
+        client_ip=None,
+        user_agent="t",
+        request_id="",
+    )

@@ -6,22 +6,11 @@ import time
 import pytest
 from django.urls import reverse
 
-from tests.factories import OPS_KEY
+from tests.factories import OPS_KEY, meta_for
 from vms import deletion_jobs, services
 from vms.models import DeletionEvent
-from vms.request_meta import RequestMeta
 
 HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/"}
-
-
-def _meta(user) -> RequestMeta:
-    return RequestMeta(
-        actor_username=user.get_username(),
-        actor_id=str(user.pk),
-        client_ip=None,
-        user_agent="t",
-        request_id="",
-    )
 
 
 def _active_refs(api_key, sandbox, count=3) -> list[str]:
@@ -40,7 +29,7 @@ def held(monkeypatch):
 
 def _start(user, api_key, sandbox, count=3):
     selection = services.vms_select_for_deletion(user=user, values=_active_refs(api_key, sandbox, count))
-    return deletion_jobs.deletion_job_start(user=user, selection=selection, meta=_meta(user))
+    return deletion_jobs.deletion_job_start(user=user, selection=selection, meta=meta_for(user))
 
 
 # --- the service -------------------------------------------------------------------------------------------
@@ -182,7 +171,7 @@ class TestInARealThread:
         selection = services.vms_select_for_deletion(user=user, values=_active_refs(api_key, sandbox))
         sandbox.state.set_faults(key=OPS_KEY, latency_ms=300)
         started = time.monotonic()
-        job_id = deletion_jobs.deletion_job_start(user=user, selection=selection, meta=_meta(user))
+        job_id = deletion_jobs.deletion_job_start(user=user, selection=selection, meta=meta_for(user))
         assert time.monotonic() - started < 0.3  # the request does not wait for Fluence
         progress = deletion_jobs.deletion_job_for(user=user, job_id=job_id)
         while not progress.over and time.monotonic() - started < 10:

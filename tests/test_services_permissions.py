@@ -4,24 +4,13 @@ nothing, sends nothing to Fluence and records nothing."""
 import pytest
 from django.contrib.auth.models import Group, Permission
 
-from tests.factories import make_api_key
+from tests.factories import make_api_key, meta_for
 from vms import selectors, services
 from vms.models import ApiKey, DeletionEvent, KeyShare
-from vms.request_meta import RequestMeta
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "sbx_services_permissions_01"
-
-
-def _meta(user) -> RequestMeta:
-    return RequestMeta(
-        actor_username=user.get_username(),
-        actor_id=str(user.pk),
-        client_ip=None,
-        user_agent="t",
-        request_id="",
-    )
 
 
 @pytest.fixture
@@ -45,16 +34,16 @@ def test_a_viewer_cannot_delete_through_the_service(owned_key, viewer, sandbox):
     vm = _a_vm(viewer)
     sandbox.state.reset_counts()
     with pytest.raises(services.NotAllowed):
-        services.vm_delete(user=viewer, api_key=owned_key, vm=vm, meta=_meta(viewer))
+        services.vm_delete(user=viewer, api_key=owned_key, vm=vm, meta=meta_for(viewer))
     with pytest.raises(services.NotAllowed):
-        services.vms_delete(user=viewer, api_key=owned_key, vms=[vm], meta=_meta(viewer))
+        services.vms_delete(user=viewer, api_key=owned_key, vms=[vm], meta=meta_for(viewer))
     assert sandbox.state.request_count(method="DELETE") == 0
     assert DeletionEvent.objects.count() == 0
 
 
 def test_an_operator_may_delete_through_the_service(owned_key, viewer, sandbox):
     KeyShare.objects.filter(api_key=owned_key).update(role="operator")
-    result = services.vm_delete(user=viewer, api_key=owned_key, vm=_a_vm(viewer), meta=_meta(viewer))
+    result = services.vm_delete(user=viewer, api_key=owned_key, vm=_a_vm(viewer), meta=meta_for(viewer))
     assert result.outcome == "succeeded"
     assert DeletionEvent.objects.filter(actor_username=viewer.get_username()).count() == 2
 
@@ -62,7 +51,7 @@ def test_an_operator_may_delete_through_the_service(owned_key, viewer, sandbox):
 def test_a_stranger_cannot_delete_even_with_the_key_object(owned_key, user, django_user_model, sandbox):
     stranger = django_user_model.objects.create_user(username="stranger")
     with pytest.raises(services.NotAllowed):
-        services.vm_delete(user=stranger, api_key=owned_key, vm=_a_vm(user), meta=_meta(stranger))
+        services.vm_delete(user=stranger, api_key=owned_key, vm=_a_vm(user), meta=meta_for(stranger))
     assert DeletionEvent.objects.count() == 0
 
 
@@ -107,7 +96,7 @@ def test_a_bulk_selection_made_before_the_role_was_taken_away_sends_nothing(owne
     KeyShare.objects.filter(api_key=owned_key).update(role="viewer")
     sandbox.state.reset_counts()
 
-    outcomes = services.vms_delete_selected(user=viewer, selection=selection, meta=_meta(viewer))
+    outcomes = services.vms_delete_selected(user=viewer, selection=selection, meta=meta_for(viewer))
 
     assert [result.outcome for _, result in outcomes] == ["not_attempted"] * 3
     assert sandbox.state.request_count(method="DELETE") == 0
