@@ -306,6 +306,17 @@ def test_outcome_filter_keeps_the_attempts_intent_row(auditor_client, trail):
     assert len(csv_rows(auditor_client.get(EXPORT, {"outcome": "failed"}))) == 2
 
 
+def test_the_outcome_filter_reads_each_attempts_latest_outcome(auditor_client, trail, alice_key, user):
+    # Unknown at first, settled as succeeded later (Check now or reconcile_deletions): it is a success now.
+    settled, _ = make_attempt(alice_key, user, outcome="unknown", vm_id=VM_A, vm_name="web-1")
+    make_event(
+        alice_key, user, kind="outcome", outcome="succeeded", correlation_id=settled.correlation_id,
+        created_at=settled.created_at + timedelta(minutes=5), source="reconcile", vm_id=VM_A, vm_name="web-1",
+    )  # fmt: skip
+    assert str(settled.correlation_id) not in rows_of(auditor_client.get(AUDIT, {"outcome": "unknown"}))
+    assert str(settled.correlation_id) in rows_of(auditor_client.get(AUDIT, {"outcome": "succeeded"}))
+
+
 def test_attempt_filter_shows_one_attempt(auditor_client, trail):
     response = auditor_client.get(AUDIT, {"attempt": trail["ok"]})
     assert rows_of(response) == [trail["ok"]]

@@ -108,6 +108,12 @@ def test_a_bulk_reference_with_unicode_digits_is_skipped_not_a_crash(owned_key, 
     assert selection.skipped == (("¹:0x" + "0" * 40, "not a VM reference"),)
 
 
+def test_a_bulk_reference_with_a_huge_key_number_is_skipped_not_a_crash(owned_key, viewer):
+    reference = "9" * 5000 + ":0x" + "0" * 40  # int() of more than 4,300 digits raises
+    selection = services.vms_select_for_deletion(user=viewer, values=[reference])
+    assert selection.skipped == ((reference[:60], "not a VM reference"),)
+
+
 def test_a_viewers_bulk_selection_selects_nothing(owned_key, viewer):
     rows = selectors.vms_for_user(user=viewer).rows
     selection = services.vms_select_for_deletion(

@@ -95,7 +95,8 @@ def test_choosing_none_leaves_the_fixed_columns_and_unknown_names_are_ignored(al
 
 
 @pytest.mark.parametrize(
-    "next_url", ["https://evil.example/", "//evil.example/", "/admin/", "javascript:alert(1)", ""]
+    "next_url",
+    ["https://evil.example/", "//evil.example/", "/admin/", "javascript:alert(1)", "", "http://[::1"],
 )
 def test_the_way_back_stays_on_the_list(alice_client, next_url):
     response = alice_client.post(COLUMNS_URL, {"column": ["ip"], "next": next_url})

@@ -211,6 +211,15 @@ class AuditFilters:
         return events
 
 
+def attempts_matching(filters: "AuditFilters", events: QuerySet[DeletionEvent]) -> QuerySet[DeletionEvent]:
+    """The attempts the audit page lists for these filters: an outcome filter there means the attempt's
+    latest outcome, as its line shows it (the export's rows keep the filter's "any row" meaning)."""
+    attempts = attempts_of(filters.apply(events))
+    if filters.outcome and filters.outcome != PENDING:
+        attempts = attempts.filter(outcome_value=filters.outcome)
+    return attempts
+
+
 def attempts_of(events: QuerySet[DeletionEvent]) -> QuerySet[DeletionEvent]:
     """One row per attempt: the intent rows among `events`, each annotated with its latest outcome row
     (`outcome_value`, `outcome_at`, `outcome_status`, `outcome_message`, `outcome_source`; all None while the

@@ -17,7 +17,7 @@ from vms.audit import (
     AttemptLine,
     AuditFilters,
     account_options,
-    attempts_of,
+    attempts_matching,
     deletion_events_for_user,
 )
 from vms.models import DeletionEvent
@@ -65,7 +65,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     filters = AuditFilters.from_querydict(request.GET)
     visible = deletion_events_for_user(user=request.user)
     # One line per attempt (its intent row with the latest outcome); the export keeps every row.
-    page = Paginator(attempts_of(filters.apply(visible)), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(attempts_matching(filters, visible), PAGE_SIZE).get_page(request.GET.get("page"))
     # One attempt asked for: its rows too, intent and outcomes, oldest first.
     attempt_rows = list(filters.apply(visible).order_by("created_at", "pk")) if filters.attempt else []
     audit_url = reverse("vms:audit")

@@ -727,7 +727,9 @@ def vms_select_for_deletion(*, user, values: list[str]) -> BulkSelection:
     selected, skipped, seen = [], [], set()
     for value in values[:BULK_DELETE_LIMIT]:
         key_part, _, vm_part = value.partition(":")
-        if not (key_part.isascii() and key_part.isdigit()) or not is_valid_vm_id(vm_part):
+        if not (key_part.isascii() and key_part.isdigit() and len(key_part) <= 12) or not is_valid_vm_id(
+            vm_part
+        ):
             skipped.append((value[:60], "not a VM reference"))
             continue
         ident = (int(key_part), vm_part.lower())

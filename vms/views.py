@@ -68,9 +68,10 @@ def vm_columns(request: HttpRequest) -> HttpResponse:
     if htmx.is_partial(request):
         return htmx.varies(trigger_client_event(HttpResponse(status=204), "vms-changed"))
     back = request.POST.get("next", "")
-    safe = urlsplit(back).path == reverse("vms:list") and url_has_allowed_host_and_scheme(
+    # The host check first: it also refuses what urlsplit cannot read ("http://[::1").
+    safe = url_has_allowed_host_and_scheme(
         back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
+    ) and urlsplit(back).path == reverse("vms:list")
     return redirect(back if safe else "vms:list")  # the list, with its search and filters, and nothing else
 
 
