@@ -19,7 +19,8 @@ from vms import metrics
 from vms.fluence.client import ApiRequest
 for _ in range({count}):
     metrics.vm_list_cache("hit")
-    metrics.upstream_call("http://127.0.0.1:8099", "a", ApiRequest("GET", "/vms/v3"), "200", 0.2)
+    listed = ApiRequest("GET", "/vms/v3", operation="list")
+    metrics.upstream_call("http://127.0.0.1:8099", "a", listed, "200", 0.2)
 """
 SCRAPE = """
 import django; django.setup()

@@ -416,25 +416,53 @@ def test_account_gauges_never_call_fluence(alice_key, sandbox, settings, metrics
 # --- labels -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "params", "operation"),
-    [
-        ("GET", "/vms/v2", {}, "list"),
-        ("GET", "/vms/v3", {}, "list"),
-        ("DELETE", "/vms/v3", {}, "delete"),
-        ("GET", "/v2/vms", {"perPage": "1"}, "probe"),
-        ("GET", "/v2/vms", {"perPage": "100"}, "list"),
-        ("GET", "/v2/vms", {"page": "2", "perPage": "100"}, "list"),
-        ("GET", "/v2/vms/6f1c0a52-1111-4d2a-9b1e-0123456789ab", {}, "get"),
-        ("POST", "/v2/vms/6f1c0a52-1111-4d2a-9b1e-0123456789ab/terminate", {}, "delete"),
-        ("GET", "/v1/clusters", {}, "locations"),
-        ("GET", "/v1/datacenters", {}, "locations"),
-        ("GET", "/v2/users/balances", {}, "balance"),
-        ("GET", "/somewhere/else", {}, "other"),
-    ],
-)
-def test_each_upstream_path_has_a_fixed_operation_name(method, path, params, operation):
-    assert metrics.upstream_operation(method, path, params) == operation
+EXPECTED_OPERATIONS = {
+    # (method, path, asks for one VM per page, operation)
+    ("GET", "/vms/v2", False, "list"),
+    ("DELETE", "/vms/v3", False, "delete"),  # the baseline's, and generation A's
+    ("GET", "/vms/v3", False, "list"),
+    ("GET", "/v2/vms", True, "probe"),
+    ("GET", "/v2/vms", False, "list"),  # the first page and the ones after it
+    ("GET", "/v2/vms/<id>", False, "get"),
+    ("POST", "/v2/vms/<id>/terminate", False, "delete"),
+    ("GET", "/v1/clusters", False, "locations"),
+    ("GET", "/v1/datacenters", False, "locations"),
+    ("GET", "/v2/users/balances", False, "balance"),
+}
+
+
+def test_each_upstream_call_has_a_fixed_operation_name(sandbox, monkeypatch):
+    """Every request each generation's adapter sends names what it is for; the label never holds an id."""
+    from vms.fluence.client import FluenceClient
+
+    sent = []
+    send = FluenceClient.send
+
+    def recording(self, request, *args, **kwargs):
+        sent.append(request)
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(FluenceClient, "send", recording)
+    sandbox.state.configure_account("sbx_b_operations_01", vm_count=150)  # two pages of 100
+    for secret, generation in (
+        ("sbx_operations_00", "baseline"),
+        ("sbx_a_operations_1", "a"),
+        ("sbx_b_operations_01", "b"),
+    ):
+        client = FluenceClient(base_url=sandbox.url, api_key=secret, generation=generation)
+        client.probe()
+        vm = next(vm for vm in client.list_vms() if vm.can_terminate)
+        if client.adapter.can_get_vm:
+            client.get_vm(vm.id)
+        client.delete_vm(vm.id)
+
+    def shape(request):
+        path = request.path
+        for vm_id in (part for part in path.split("/") if len(part) == 36):
+            path = path.replace(vm_id, "<id>")
+        return (request.method, path, request.params == {"perPage": "1"}, request.operation)
+
+    assert {shape(request) for request in sent} == EXPECTED_OPERATIONS
 
 
 @pytest.mark.parametrize(

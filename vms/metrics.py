@@ -103,26 +103,6 @@ _FAILURE_OUTCOMES = {
     "connection error": "connection_error",
     "too large": "too_large",
 }
-# The paths of every API generation (vms/fluence/client.py) and the operation each is for.
-_OPERATIONS_BY_PATH = {
-    "/vms/v2": "list",
-    "/vms/v3": "list",
-    "/v1/clusters": "locations",
-    "/v1/datacenters": "locations",
-    "/v2/users/balances": "balance",
-}
-
-
-def upstream_operation(method: str, path: str, params: dict[str, str]) -> str:
-    """A fixed name for what a call to Fluence was for; never the path itself (it may carry a VM id)."""
-    if method == "DELETE" or (method == "POST" and path.endswith("/terminate")):
-        return "delete"
-    if path == "/v2/vms":
-        # Today's API is probed with one VM per page; the list asks for full pages.
-        return "probe" if params.get("perPage") == "1" and "page" not in params else "list"
-    if path.startswith("/v2/vms/"):
-        return "get"
-    return _OPERATIONS_BY_PATH.get(path, "other")
 
 
 def upstream_outcome(outcome: str) -> str:
@@ -135,7 +115,7 @@ def upstream_call(base_url: str, generation: str, request, outcome: str, seconds
     UPSTREAM_SECONDS.labels(
         base_url=base_url_label(base_url),
         generation=generation,
-        operation=upstream_operation(request.method, request.path, request.params),
+        operation=request.operation,
         outcome=upstream_outcome(outcome),
     ).observe(seconds)
 

@@ -79,6 +79,9 @@ class ApiRequest:
     path: str
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
+    # What the call is for, in a fixed word (metrics label it so; never the path, which may hold a VM id):
+    # list, probe, get, delete, locations or balance.
+    operation: str = "other"
 
     @property
     def idempotent(self) -> bool:
@@ -152,7 +155,7 @@ class BaselineAdapter(ApiAdapter):
         return len(self.list_answer(client).vms)
 
     def list_answer(self, client: FluenceClient) -> ListAnswer:
-        data, body = client.send(ApiRequest("GET", self.list_path), with_body=True)
+        data, body = client.send(ApiRequest("GET", self.list_path, operation="list"), with_body=True)
         return self._answer(data, body)
 
     def read_cached(self, body: bytes) -> ListAnswer:
@@ -165,7 +168,7 @@ class BaselineAdapter(ApiAdapter):
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # The first draft deletes one VM per call.
         for vm_id in vm_ids:
-            client.send(ApiRequest("DELETE", self.delete_path, json={"vmId": vm_id}))
+            client.send(ApiRequest("DELETE", self.delete_path, json={"vmId": vm_id}, operation="delete"))
 
 
 class GenerationAAdapter(BaselineAdapter):
@@ -181,7 +184,7 @@ class GenerationAAdapter(BaselineAdapter):
 
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # One call deletes them all: Fluence accepts or refuses the batch as a whole.
-        client.send(ApiRequest("DELETE", self.delete_path, json={"vmIds": list(vm_ids)}))
+        client.send(ApiRequest("DELETE", self.delete_path, json={"vmIds": list(vm_ids)}, operation="delete"))
 
 
 # Today's API pages its list; the pages after the first are asked for together, so a large account costs
@@ -251,7 +254,7 @@ class GenerationBAdapter(ApiAdapter):
         return isinstance(vm_id, str) and UUID_VM_ID_RE.match(vm_id) is not None
 
     def probe(self, client: FluenceClient) -> int:
-        answer = client.send(ApiRequest("GET", "/v2/vms", params={"perPage": "1"}))
+        answer = client.send(ApiRequest("GET", "/v2/vms", params={"perPage": "1"}, operation="probe"))
         items, pagination = _pagination(answer)
         total = pagination.get("totalRecords")
         return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else len(items)
@@ -262,7 +265,7 @@ class GenerationBAdapter(ApiAdapter):
         pages: list[Future] = []
         try:
             first, first_body = client.send(
-                ApiRequest("GET", "/v2/vms", params=self._page_query()), with_body=True
+                ApiRequest("GET", "/v2/vms", params=self._page_query(), operation="list"), with_body=True
             )
             _, pagination = _pagination(first)
             # Whether pages count from 0 or 1 is not documented: the first answer says which. The page size
@@ -282,7 +285,7 @@ class GenerationBAdapter(ApiAdapter):
                 # Left undecoded: the pages are decoded once, together, when the list is read.
                 _in_pool(
                     client.send,
-                    ApiRequest("GET", "/v2/vms", params=self._page_query(page, per_page)),
+                    ApiRequest("GET", "/v2/vms", params=self._page_query(page, per_page), operation="list"),
                     True,
                     False,
                 )
@@ -347,8 +350,8 @@ class GenerationBAdapter(ApiAdapter):
         if located is not None:
             return located
         try:
-            clusters = client.send(ApiRequest("GET", "/v1/clusters"))
-            datacenters = client.send(ApiRequest("GET", "/v1/datacenters"))
+            clusters = client.send(ApiRequest("GET", "/v1/clusters", operation="locations"))
+            datacenters = client.send(ApiRequest("GET", "/v1/datacenters", operation="locations"))
             located = parse_locations(clusters, datacenters)
         except FluenceError as error:
             logger.warning("reading Fluence's clusters and datacenters failed: %s", type(error).__name__)
@@ -360,21 +363,21 @@ class GenerationBAdapter(ApiAdapter):
     def _balance(self, client: FluenceClient) -> object:
         """The balances answer as Fluence sent it (read later with the list), or None on any failure."""
         try:
-            answer = client.send(ApiRequest("GET", "/v2/users/balances"))
+            answer = client.send(ApiRequest("GET", "/v2/users/balances", operation="balance"))
         except FluenceError as error:
             logger.warning("reading the account's balance failed: %s", type(error).__name__)
             return None
         return answer
 
     def get_vm(self, client: FluenceClient, vm_id: str) -> Vm:
-        answer = client.send(ApiRequest("GET", f"/v2/vms/{vm_id}", params=dict(_EXPAND)))
+        answer = client.send(ApiRequest("GET", f"/v2/vms/{vm_id}", params=dict(_EXPAND), operation="get"))
         return parse_vm(answer, generation=self.name, locations=datacenters_of(self._locations(client)))
 
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # One call per VM, no body; a key without the vms:write scope is told so in words.
         for vm_id in vm_ids:
             try:
-                client.send(ApiRequest("POST", f"/v2/vms/{vm_id}/terminate"))
+                client.send(ApiRequest("POST", f"/v2/vms/{vm_id}/terminate", operation="delete"))
             except AuthError as error:
                 if error.status == 403:
                     raise ReadOnlyKey(
