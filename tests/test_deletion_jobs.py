@@ -1,6 +1,7 @@
 """Bulk deletions as background jobs: their progress as the person who started them sees it, polled every
 second until every VM has an outcome; nobody else's; a job whose process died; a real thread."""
 
+import threading
 import time
 
 import pytest
@@ -166,15 +167,24 @@ class TestInARealThread:
 
     @pytest.mark.django_db(transaction=True)
     def test_the_thread_finishes_the_job_after_the_request_has_answered(
-        self, _deletion_jobs_inline, user, api_key, sandbox, audit_triggers_lifted_for_flush
+        self, _deletion_jobs_inline, user, api_key, sandbox, audit_triggers_lifted_for_flush, monkeypatch
     ):
         selection = services.vms_select_for_deletion(user=user, values=_active_refs(api_key, sandbox))
-        sandbox.state.set_faults(key=OPS_KEY, latency_ms=300)
-        started = time.monotonic()
+        release = threading.Event()
+        real_record = sandbox.state.record_request
+
+        def held(method, path, key):  # Fluence answers no DELETE until the test lets it
+            if method == "DELETE":
+                release.wait(30)
+            return real_record(method, path, key)
+
+        monkeypatch.setattr(sandbox.state, "record_request", held)
         job_id = deletion_jobs.deletion_job_start(user=user, selection=selection, meta=meta_for(user))
-        assert time.monotonic() - started < 0.3  # the request does not wait for Fluence
+        # The request has its answer while Fluence has answered nothing: it did not wait for Fluence.
         progress = deletion_jobs.deletion_job_for(user=user, job_id=job_id)
-        while not progress.over and time.monotonic() - started < 10:
+        assert not progress.over and progress.finished_count == 0
+        release.set()
+        while not progress.over:  # pytest-timeout ends a job that never finishes
             time.sleep(0.1)
             progress = deletion_jobs.deletion_job_for(user=user, job_id=job_id)
         assert progress.done and [item.outcome for item in progress.items] == ["succeeded"] * 3
