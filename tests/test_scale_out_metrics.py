@@ -20,17 +20,20 @@ from django.db import connection
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.bench.instances import database_url_of, instance_environment, session_cookie_for, start_instances
+from tests.bench.instances import (
+    SHARED_SERVICES_MISSING,
+    database_url_of,
+    instance_environment,
+    session_cookie_for,
+    shared_services_configured,
+    start_instances,
+)
 from tests.bench.load import run_load
 from vms import services
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 pytestmark = [
-    pytest.mark.skipif(
-        not DATABASE_URL.startswith(("postgres://", "postgresql://")) or not REDIS_URL,
-        reason="scale-out needs a shared PostgreSQL and Redis: set DATABASE_URL=postgres://… and REDIS_URL",
-    ),
+    pytest.mark.skipif(not shared_services_configured(), reason=f"scale-out {SHARED_SERVICES_MISSING}"),
     pytest.mark.django_db(transaction=True),  # the instances are other processes: they see committed rows
     pytest.mark.usefixtures("audit_triggers_lifted_for_flush"),
     pytest.mark.xdist_group("scale-out"),

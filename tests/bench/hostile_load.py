@@ -15,7 +15,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from tests.bench.instances import database_url_of, instance_environment, session_cookie_for, start_instances
+from tests.bench.instances import (
+    SHARED_SERVICES_MISSING,
+    database_url_of,
+    instance_environment,
+    session_cookie_for,
+    shared_services_configured,
+    start_instances,
+)
 from tests.bench.load import run_load
 from vms import services
 
@@ -28,9 +35,8 @@ TARGET_P95_MS = 1000
 
 
 def run(record, *, sandbox) -> None:
-    database_url = os.environ.get("DATABASE_URL", "")
-    if not database_url.startswith(("postgres://", "postgresql://")) or not os.environ.get("REDIS_URL"):
-        print("Hostile upstream: skipped (set DATABASE_URL=postgres://… and REDIS_URL to run it)")
+    if not shared_services_configured():
+        print(f"Hostile upstream: skipped (it {SHARED_SERVICES_MISSING})")
         return
     print(f"Hostile upstream: {ATTACKERS} trickling keys, {PEOPLE} other people, {SECONDS:.0f} s:")
     # The same sandbox under a second name is the hostile API base URL: its circuit is its own.

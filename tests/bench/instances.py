@@ -29,6 +29,15 @@ import requests
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 # What a subprocess inherits from this process: nothing of the test settings, only what it needs to run.
+SHARED_SERVICES_MISSING = "needs a shared PostgreSQL and Redis: set DATABASE_URL=postgres://… and REDIS_URL"
+
+
+def shared_services_configured() -> bool:
+    """Instances share one PostgreSQL and one Redis (the local-memory cache is per process by design)."""
+    database_url = os.environ.get("DATABASE_URL", "")
+    return database_url.startswith(("postgres://", "postgresql://")) and bool(os.environ.get("REDIS_URL"))
+
+
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
 
 

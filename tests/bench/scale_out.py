@@ -10,7 +10,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from tests.bench.instances import database_url_of, instance_environment, session_cookie_for, start_instances
+from tests.bench.instances import (
+    SHARED_SERVICES_MISSING,
+    database_url_of,
+    instance_environment,
+    session_cookie_for,
+    shared_services_configured,
+    start_instances,
+)
 from tests.bench.load import run_load
 from vms import services
 from vms.models import KeyShare
@@ -22,9 +29,8 @@ THINK_SECONDS = 1.0  # a browser polls every few seconds; each simulated person 
 
 
 def run(record, *, sandbox) -> None:
-    database_url = os.environ.get("DATABASE_URL", "")
-    if not database_url.startswith(("postgres://", "postgresql://")) or not os.environ.get("REDIS_URL"):
-        print("Scale-out: skipped (set DATABASE_URL=postgres://… and REDIS_URL to run it)")
+    if not shared_services_configured():
+        print(f"Scale-out: skipped (it {SHARED_SERVICES_MISSING})")
         return
     print(f"Scale-out: two gunicorn instances, {PEOPLE} people polling for {SECONDS:.0f} s:")
     User = get_user_model()
