@@ -55,11 +55,12 @@ def sandbox_server():
 
 @pytest.fixture
 def sandbox(sandbox_server, settings):
-    """The session's sandbox, allowlisted, with no faults and fresh counters; its deletion delay is put
-    back after the test, whatever the test set it to."""
+    """The session's sandbox, allowlisted, with no faults, fresh counters and its random draws started
+    again; its deletion delay is put back after the test, whatever the test set it to."""
     settings.FLUENCE_API_URLS = [*settings.FLUENCE_API_URLS, sandbox_server.url]
     sandbox_server.state.clear_faults()
     sandbox_server.state.reset_counts()
+    sandbox_server.state.reseed()
     deletion_delay = sandbox_server.state.deletion_delay
     yield sandbox_server
     sandbox_server.state.clear_faults()

@@ -289,7 +289,15 @@ def test_the_keys_page_shows_a_switch_made_earlier(alice_client, old_key):
 
 def test_the_detail_page_of_a_b_vm_shows_its_fields_and_everything_fluence_sent(alice_client, b_key, sandbox):
     listed = _b_vm(sandbox)
-    added = sandbox.state.add_vm(B_KEY, name="raw-one", status="launched", comment="<b>new field</b>")
+    # Priced explicitly: the sandbox leaves 3 % of its VMs without a price, as Fluence may.
+    added = sandbox.state.add_vm(
+        B_KEY,
+        name="raw-one",
+        status="launched",
+        comment="<b>new field</b>",
+        priceHourlyUsd="0.1260",
+        priceMonthlyUsd="91.98",
+    )
     for vm in (listed, added):
         body = alice_client.get(reverse("vms:detail", args=[b_key.pk, vm["id"]])).content.decode()
         text = _text(body)

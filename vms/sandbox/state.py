@@ -588,6 +588,12 @@ class SandboxState:
                 self._key_faults.pop(key, None)
             self._fault_rng.seed(0)
 
+    def reseed(self, seed: int = 0) -> None:
+        """Start the random draws of added and advancing VMs again, so that what a test adds does not
+        depend on what ran before it in the same sandbox."""
+        with self._lock:
+            self._rng.seed(seed)
+
     def faults_for(self, key: str | None) -> Faults:
         with self._lock:
             if key is not None and key in self._key_faults:
