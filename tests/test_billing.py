@@ -4,10 +4,10 @@ and the contradictions in Fluence's billing data that are flagged instead of sho
 The dialog's wording around it ("not refunded", "of paid time is left") is in tests/test_views_delete.py."""
 
 import copy
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from vms.billing import EPOCH_SECONDS, billing_doubt, epoch_progress
@@ -66,7 +66,9 @@ def test_a_billing_time_fluence_has_not_moved_on_yet_counts_as_an_epoch_used_up(
 
 
 def test_without_a_next_billing_time_there_is_no_epoch_to_show(vm):
-    ended = dataclasses.replace(vm, next_billing_at=None)  # e.g. terminated, or today's per-second billing
+    ended = msgspec.structs.replace(
+        vm, next_billing_at=None
+    )  # e.g. terminated, or today's per-second billing
 
     assert epoch_progress(ended, NEXT_BILLING) is None
 
@@ -92,13 +94,13 @@ def test_ten_minutes_after_the_billing_time_the_data_counts_as_out_of_date(vm):
 
 @pytest.mark.parametrize("status", ["Launching", "SmallBalance", "New"])
 def test_any_vm_still_billed_is_flagged_when_its_billing_time_is_past(vm, status):
-    starting = dataclasses.replace(vm, status=Status(status))
+    starting = msgspec.structs.replace(vm, status=Status(status))
 
     assert "out of date" in billing_doubt(starting, NEXT_BILLING + timedelta(hours=2))
 
 
 def test_an_ended_vm_is_not_billed_so_a_past_billing_time_is_no_contradiction(vm):
-    ended = dataclasses.replace(vm, status=Status("Terminated"))
+    ended = msgspec.structs.replace(vm, status=Status("Terminated"))
     now = NEXT_BILLING + timedelta(days=30)
 
     assert billing_doubt(ended, now) is None
@@ -106,7 +108,7 @@ def test_an_ended_vm_is_not_billed_so_a_past_billing_time_is_no_contradiction(vm
 
 
 def test_a_vm_that_has_spent_money_but_reports_no_next_billing_says_exactly_that(vm):
-    launching = dataclasses.replace(
+    launching = msgspec.structs.replace(
         vm, status=Status("Launching"), next_billing_at=None, total_spent=Decimal("0.59")
     )
 
@@ -118,18 +120,18 @@ def test_a_vm_that_has_spent_money_but_reports_no_next_billing_says_exactly_that
 
 @pytest.mark.parametrize("spent", [Decimal(0), None])
 def test_no_next_billing_and_nothing_spent_is_simply_not_billed_yet(vm, spent):
-    new = dataclasses.replace(vm, status=Status("New"), next_billing_at=None, total_spent=spent)
+    new = msgspec.structs.replace(vm, status=Status("New"), next_billing_at=None, total_spent=spent)
 
     assert billing_doubt(new, NEXT_BILLING) is None
 
 
 def test_an_ended_vm_that_spent_money_and_has_no_next_billing_is_as_expected(vm):
-    ended = dataclasses.replace(vm, status=Status("Terminated"), next_billing_at=None)
+    ended = msgspec.structs.replace(vm, status=Status("Terminated"), next_billing_at=None)
 
     assert ended.total_spent > 0 and billing_doubt(ended, NEXT_BILLING) is None
 
 
 def test_vms_billed_per_second_have_no_epochs_to_doubt(vm):
-    per_second = dataclasses.replace(vm, generation="b", next_billing_at=None)
+    per_second = msgspec.structs.replace(vm, generation="b", next_billing_at=None)
 
     assert billing_doubt(per_second, NEXT_BILLING + timedelta(days=9)) is None

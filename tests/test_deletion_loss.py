@@ -1,9 +1,10 @@
 """What a bulk deletion loses of time already paid: per VM, and in total per currency, never mixed."""
 
 import copy
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+import msgspec
 
 from vms.deletion_loss import DOUBT, EPOCH, NOT_SENT, PER_SECOND, format_duration, loss_totals, vm_loss
 from vms.fluence.models import parse_vm
@@ -25,16 +26,18 @@ def test_the_rest_of_a_paid_epoch_is_lost_at_its_share_of_the_price():
 
 
 def test_per_second_billing_loses_nothing_prepaid():
-    vm = dataclasses.replace(_vm(), generation="b")
+    vm = msgspec.structs.replace(_vm(), generation="b")
     loss = vm_loss(vm, NOW)
     assert (loss.kind, loss.amount, loss.seconds) == (PER_SECOND, Decimal(0), 0)
 
 
 def test_totals_are_per_currency_and_leave_out_what_cannot_be_told_or_is_not_sent():
     epochs = [vm_loss(_vm(), NOW), vm_loss(_vm(price="0.96", left=timedelta(hours=12)), NOW)]
-    per_second = vm_loss(dataclasses.replace(_vm(), generation="b"), NOW)
+    per_second = vm_loss(msgspec.structs.replace(_vm(), generation="b"), NOW)
     doubt = vm_loss(_vm(left=-timedelta(days=2)), NOW)  # billing data out of date
-    not_sent = vm_loss(dataclasses.replace(_vm(), generation="b", allowed_actions=()), NOW)  # not allowed now
+    not_sent = vm_loss(
+        msgspec.structs.replace(_vm(), generation="b", allowed_actions=()), NOW
+    )  # not allowed now
     assert doubt.kind == DOUBT and not_sent.kind == NOT_SENT
     usdc, usd = loss_totals([*epochs, per_second, doubt, not_sent])
     assert (usdc.currency, usdc.amount, usdc.seconds, usdc.vm_count) == (

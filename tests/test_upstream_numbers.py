@@ -368,7 +368,7 @@ def test_every_display_helper_returns_text_for_any_number(value):
         assert isinstance(text, str) and text and len(text) < 120
     for type_ in ("VCPU", "RAM", "STORAGE", "PUBLIC_IP", "GPU"):
         number = value if isinstance(value, Decimal) else None
-        label = display.resource_label(Resource(type=type_, quantity=number, unit="GiB"))
+        label = display.resource_label(Resource(type=type_, quantity_sent=number, unit="GiB"))
         assert isinstance(label, str) and len(label) < 160
 
 

@@ -8,6 +8,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
 from django.core.cache import cache
 
 from vms import metrics, resilience, vm_cache
@@ -184,7 +185,7 @@ def fresh_vm(api_key: ApiKey, generation: str, vm_id: str, *, fallback: Vm | Non
         return fallback
     if fallback is not None:
         # Today's API sends the plan (configuration, vCPU, RAM) on list answers only.
-        vm = dataclasses.replace(
+        vm = msgspec.structs.replace(
             vm,
             configuration_name=vm.configuration_name or fallback.configuration_name,
             vcpu_count=fallback.vcpu_count if vm.vcpu_count is None else vm.vcpu_count,

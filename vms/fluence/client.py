@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
@@ -22,7 +23,7 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnection
 
 from vms import metrics
 
-from . import transport
+from . import decoding, transport
 from .errors import (
     AuthError,
     BadResponse,
@@ -45,6 +46,7 @@ from .models import (
     Vm,
     cyclic_gc_paused,
     datacenters_of,
+    duplicates_note,
     parse_balance,
     parse_locations,
     parse_vm,
@@ -155,14 +157,11 @@ class BaselineAdapter(ApiAdapter):
         return len(self.list_answer(client).vms)
 
     def list_answer(self, client: FluenceClient) -> ListAnswer:
-        data, body = client.send(ApiRequest("GET", self.list_path, operation="list"), with_body=True)
-        return self._answer(data, body)
+        # Decoded once, straight into VMs.
+        return client.send(ApiRequest("GET", self.list_path, operation="list"), decode=self.read_cached)
 
     def read_cached(self, body: bytes) -> ListAnswer:
-        return self._answer(json.loads(body), body)
-
-    def _answer(self, data: object, body: bytes) -> ListAnswer:
-        vms, unreadable = parse_vm_list_lenient(data, copy=False, generation=self.name)
+        vms, unreadable = decoding.read_vm_list(body, self.name)
         return ListAnswer(vms=tuple(vms), unreadable=tuple(unreadable), body=body)
 
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
@@ -232,10 +231,7 @@ def _merged_items(pages: list) -> tuple[list, list[str]]:
             if ident is not None:
                 seen.add(ident)
             items.append(item)
-    notes = [f"Fluence listed {duplicates} VM{'s' * (duplicates != 1)} twice; each is shown once."] * bool(
-        duplicates
-    )
-    return items, notes
+    return items, [duplicates_note(duplicates)] * bool(duplicates)
 
 
 class GenerationBAdapter(ApiAdapter):
@@ -318,6 +314,24 @@ class GenerationBAdapter(ApiAdapter):
         return {**first, "perPage": str(per_page), **_EXPAND}
 
     def read_cached(self, body: bytes) -> ListAnswer:
+        decoded = decoding.read_b_pages(body)
+        if decoded is not None:
+            vms, notes, balance_answer = decoded
+            unreadable = []
+        else:
+            vms, unreadable, notes, balance_answer = self._read_tolerantly(body)
+        try:
+            balance = parse_balance(balance_answer) if balance_answer is not None else None
+        except BadResponse:
+            balance = None
+        return ListAnswer(
+            vms=tuple(vms), unreadable=tuple(unreadable), notes=tuple(notes), balance=balance, body=body
+        )
+
+    @staticmethod
+    def _read_tolerantly(body: bytes) -> tuple[list[Vm], list[str], list[str], object]:
+        """The stored pages read field by field (decoding.read_b_pages could not): VMs, unreadable items,
+        notes and the balances answer."""
         try:
             stored = json.loads(body)
         except (ValueError, RecursionError):
@@ -325,22 +339,12 @@ class GenerationBAdapter(ApiAdapter):
         items, notes = _merged_items(stored["pages"])
         vms, unreadable = (
             parse_vm_list_lenient(
-                items, copy=False, generation=self.name, locations=datacenters_of(stored["locations"] or {})
+                items, copy=False, generation="b", locations=datacenters_of(stored["locations"] or {})
             )
             if items
             else ([], [])
         )
-        try:
-            balance = parse_balance(stored["balance"]) if stored["balance"] is not None else None
-        except BadResponse:
-            balance = None
-        return ListAnswer(
-            vms=tuple(vms),
-            unreadable=tuple(unreadable),
-            notes=tuple(stored["notes"] + notes),
-            balance=balance,
-            body=body,
-        )
+        return vms, unreadable, stored["notes"] + notes, stored["balance"]
 
     def _locations(self, client: FluenceClient) -> dict:
         """Cluster id -> datacenter object, shared by every key of this API address for an hour. A failure
@@ -553,10 +557,11 @@ class FluenceClient:
 
     # transport
 
-    def send(self, request: ApiRequest, with_body: bool = False, decode: bool = True):
+    def send(self, request: ApiRequest, with_body: bool = False, decode: bool | Callable = True):
         """Perform one request: its decoded JSON (None for an empty body), with the raw body if asked.
         `decode=False` leaves a success's body undecoded (None in its place) for a caller that decodes it
-        later with others (the pages of a list)."""
+        later with others (the pages of a list); a function decodes it instead of json.loads (ValueError:
+        it is not JSON)."""
         # Only idempotent requests are retried, once, without sleeping, and only when the first attempt
         # surely changed nothing worth keeping: a connection failure or a gateway error (502/503/504).
         # A read timeout is not retried: it would double the wait of a page that is already slow; nor is
@@ -682,7 +687,9 @@ class FluenceClient:
                 may_have_reached_server=False,
             )
 
-    def _decode(self, request: ApiRequest, response: requests.Response, decode: bool = True) -> object:
+    def _decode(
+        self, request: ApiRequest, response: requests.Response, decode: bool | Callable = True
+    ) -> object:
         status = response.status_code
         if 200 <= status < 300:
             if not response.content.strip():
@@ -692,7 +699,7 @@ class FluenceClient:
             if not decode:
                 return None
             try:
-                return response.json()
+                return decode(response.content) if callable(decode) else response.json()
             except (ValueError, RecursionError):
                 if request.method == "GET":
                     raise BadResponse("the answer is not JSON", status=status) from None

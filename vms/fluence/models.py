@@ -6,12 +6,17 @@ import gc
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import Annotated
 from urllib.parse import urlsplit
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+from msgspec import field as wire
 
 from .errors import BadResponse
 from .numbers import DECIMAL_TEXT, DECIMAL_TEXT_LIMIT, MONEY, QUANTITY, Bounds, bounded_decimal
@@ -30,6 +35,8 @@ VM_ID_RE = re.compile(rf"\A(?:{VM_ID_PATTERN})\Z")
 MICRO = 6  # USDC has 6 decimals; the baseline API counts money in micro-USDC.
 # A micro-USDC amount as sent: MONEY once divided by a million, so a whole number of up to 18 digits.
 _MICRO_MONEY = Bounds(below=MONEY.below.scaleb(MICRO), max_digits=MONEY.max_digits, max_decimals=0)
+_MICRO_LIMIT = int(_MICRO_MONEY.below)
+_MICRO_DIGITS = len(str(_MICRO_LIMIT))  # text of fewer digits is below the limit
 
 
 def is_valid_vm_id(value: str) -> bool:
@@ -149,18 +156,34 @@ def normalise_status(raw: str) -> str:
     return raw.strip().replace("_", "").replace("-", "").replace(" ", "").lower()
 
 
-@dataclass(frozen=True, slots=True)
 class Status:
     """An operational status as Fluence spelled it (`raw`) and its normalised `key`.
 
-    `key` is always derived from `raw`, so `Status("SMALL_BALANCE")` is enough to build one.
+    `key` is always derived from `raw`, so `Status("SMALL_BALANCE")` is enough to build one. A plain
+    immutable class rather than a dataclass: the fast decoder (vms.fluence.decoding) builds it from a JSON
+    string, which it does for classes it does not know, not for dataclasses.
     """
 
-    raw: str
-    key: str = ""
+    __slots__ = ("key", "raw")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", normalise_status(self.raw))
+    def __init__(self, raw: str, key: str = "") -> None:
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "key", normalise_status(raw))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Status is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Status and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"Status(raw={self.raw!r}, key={self.key!r})"
+
+    def __reduce__(self):
+        return (Status, (self.raw,))
 
     @property
     def label(self) -> str:
@@ -211,6 +234,12 @@ def parse_money(value: object, *, micro_if_integer: bool = True) -> Decimal:
     bool, float, NaN, infinity, exponents, non-ASCII digits and anything else raise ValueError; an amount
     beyond numbers.MONEY (a trillion, 18 significant digits or decimals) raises OutOfRange.
     """
+    kind = type(value)
+    if micro_if_integer and (
+        (kind is int and -_MICRO_LIMIT < value < _MICRO_LIMIT)
+        or (kind is str and 0 < len(value) < _MICRO_DIGITS and value.isascii() and value.isdigit())
+    ):
+        return Decimal(value).scaleb(-MICRO)  # the common case: within MONEY by its length alone
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"not an amount of money: {type(value).__name__}")
     if isinstance(value, str) and (len(value) > DECIMAL_TEXT_LIMIT or not DECIMAL_TEXT.match(value)):
@@ -233,11 +262,11 @@ _MIN_YEAR, _MAX_YEAR = (
 )  # far from datetime's limits, so that arithmetic on the result never overflows
 
 
-def parse_timestamp(value: object) -> datetime:
+def parse_timestamp(value: object, cls: type[datetime] = datetime) -> datetime:
     """An aware UTC datetime from Fluence's expanded-year form (`+002025-04-01T16:50:57.000000000Z`)
     or RFC 3339 (`2025-04-01T16:50:57Z`, `+00:00` offsets, up to 9 fractional digits).
 
-    ValueError otherwise.
+    ValueError otherwise. `cls`: the datetime class to build (the fast decoder's Timestamp).
     """
     if not isinstance(value, str):
         raise ValueError("a timestamp must be a string")
@@ -252,7 +281,7 @@ def parse_timestamp(value: object) -> datetime:
         # The common case, in C: the pattern has vouched for the text, and fromisoformat reads the
         # fraction to the microsecond.
         try:
-            return datetime.fromisoformat(text)
+            return cls.fromisoformat(text)
         except ValueError:
             pass  # a leap second, or a date that does not exist: the long way decides
     # Python keeps microseconds: the nanoseconds Fluence sends are truncated.
@@ -269,7 +298,7 @@ def parse_timestamp(value: object) -> datetime:
     second = int(match["second"])
     if second == 60:  # a leap second: RFC 3339 allows it, datetime does not
         second = 59
-    local = datetime(
+    local = cls(
         year,
         int(match["month"]),
         int(match["day"]),
@@ -282,7 +311,7 @@ def parse_timestamp(value: object) -> datetime:
     return local - offset
 
 
-def _parse_quantity(value: object) -> Decimal | None:
+def parse_quantity(value: object) -> Decimal | None:
     """A resource quantity: an integer, a decimal string ("4096"), or a finite number.
 
     ValueError when it is none of these; OutOfRange beyond numbers.QUANTITY (10^12, 9 decimals)."""
@@ -323,58 +352,127 @@ _MIB_PER_UNIT: dict[str, Decimal] = {
 MEMORY_TYPES = frozenset({"RAM", "STORAGE"})
 
 
-@dataclass(frozen=True, slots=True)
-class Resource:
+# --- values as the fast decoder reads them ----------------------------------------------------------------
+# vms.fluence.decoding decodes a well-formed list straight into the classes below (msgspec, in C). The types
+# of their fields say what it accepts: a constraint (`Meta`) where the library can check it, and one of
+# these classes where a value needs the portal's own reading; the decoding hook builds them with the same
+# functions the tolerant parsers use. A value in any other form is not guessed at: that list is read by the
+# tolerant parsers below, field by field, into equal values.
+
+
+class Timestamp(datetime):
+    """A time Fluence sent, read by parse_timestamp."""
+
+    __slots__ = ()
+
+
+class EpochPrice(Decimal):
+    """`pricePerEpoch` of the 2025 APIs: an integer is micro-USDC (the baseline), text is USDC."""
+
+    __slots__ = ()
+
+
+class MicroBalance(Decimal):
+    """A baseline balance: integers and digit-only text are micro-USDC."""
+
+    __slots__ = ()
+
+
+class Amount(Decimal):
+    """An amount already in its unit (USDC of generation A, USD of today's API)."""
+
+    __slots__ = ()
+
+
+class Quantity(Decimal):
+    """A resource quantity within numbers.QUANTITY."""
+
+    __slots__ = ()
+
+
+class Gigabytes(Decimal):
+    """A non-negative number of (decimal) gigabytes."""
+
+    __slots__ = ()
+
+
+# Text in the one spelling the parsers would produce from it: anything else (padding, other case) is left
+# to them.
+_TEXT = Annotated[str, Meta(min_length=1)]
+_TRIMMED = Annotated[str, Meta(pattern=r"\A\S(?:.*\S)?\Z")]
+_UPPER_CODE = Annotated[str, Meta(pattern=r"\A[A-Z]*\Z")]
+_RESOURCE_TYPE = Annotated[str, Meta(pattern=r"\A[A-Z0-9_]+\Z")]
+_PROTOCOL = Annotated[str, Meta(pattern=r"\A[a-z0-9]+\Z")]
+_VM_ID = Annotated[str, Meta(pattern=rf"\A(?:{VM_ID_PATTERN})\Z")]
+_COUNT = Annotated[int, Meta(gt=-int(QUANTITY.below), lt=int(QUANTITY.below))]
+
+
+def _not_on_the_wire(name: str) -> str:
+    """The JSON name of a field that no generation reads under its Python name: one Fluence never sends."""
+    return f"-{name}"
+
+
+class Resource(Struct, frozen=True, gc=False):
     """One allocated resource. `unit` is None for the baseline `quantity` form (RAM/STORAGE then in MiB)."""
 
-    type: str
-    quantity: Decimal | None
-    unit: str | None = None
-    # Fluence's object for this resource, kept as the VM keeps its own: `details` and `metadata` read it.
-    _source: Mapping[str, object] = field(default_factory=lambda: EMPTY, hash=False, repr=False)
+    type: _RESOURCE_TYPE
+    # The amount as Fluence sent it: `quantity` (the baseline) or `supply` (later versions, with `units`);
+    # `supply` wins when both are there. Read `quantity`.
+    quantity_sent: Quantity | UnsetType | None = wire(default=UNSET, name="quantity")
+    unit: _TRIMMED | None = wire(default=None, name="units")
+    supply_sent: Quantity | UnsetType | None = wire(default=UNSET, name="supply")
+    # Kept as sent, handed out read-only by `details` and `metadata`.
+    details_sent: dict | None = wire(default=None, name="details")
+    metadata_sent: dict | None = wire(default=None, name="metadata")
+
+    def __hash__(self) -> int:  # the objects Fluence sent are not hashable: equal resources share these
+        return hash((self.type, self.quantity, self.unit))
+
+    @property
+    def quantity(self) -> Decimal | None:
+        amount = self.quantity_sent if self.supply_sent is UNSET else self.supply_sent
+        return None if amount is UNSET else amount
 
     @property
     def details(self) -> Mapping[str, object]:
         """The hardware details (`{"model": "7702p"}`), read-only; empty when Fluence sent none."""
-        return freeze(self._source.get("details") or EMPTY)
+        return freeze(self.details_sent or EMPTY)
 
     @property
     def metadata(self) -> Mapping[str, object]:
         """The resource's metadata (`{"type": "SSD"}`), read-only; empty when Fluence sent none."""
-        return freeze(self._source.get("metadata") or EMPTY)
+        return freeze(self.metadata_sent or EMPTY)
 
     @property
     def mebibytes(self) -> Decimal | None:
         """RAM or storage size in MiB, whichever form Fluence used; None for other types or unknown units."""
-        if self.type not in MEMORY_TYPES or self.quantity is None:
+        quantity = self.quantity
+        if self.type not in MEMORY_TYPES or quantity is None:
             return None
         if self.unit is None:
-            return self.quantity
+            return quantity
         factor = _MIB_PER_UNIT.get(self.unit.strip().lower())
-        return None if factor is None else self.quantity * factor
+        return None if factor is None else quantity * factor
 
 
-@dataclass(frozen=True, slots=True)
-class Datacenter:
-    id: str
-    country_code: str
-    city_code: str
-    city_index: int | None = None
+class Datacenter(Struct, frozen=True, gc=False, kw_only=True):
+    id: str = ""
+    country_code: _UPPER_CODE = wire(default="", name="countryCode")
+    city_code: _UPPER_CODE = wire(default="", name="cityCode")
+    city_index: int | None = wire(default=None, name="cityIndex")
     tier: int | None = None
     certifications: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    port: int
-    protocol: str
+class Port(Struct, frozen=True, gc=False):
+    port: Annotated[int, Meta(ge=0, le=65535)]
+    protocol: _PROTOCOL = "tcp"
 
 
 # --- the VM ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Unreadable:
+class Unreadable(Struct, frozen=True, gc=False):
     """One field of a VM that Fluence sent in a form the portal cannot read: the VM is still shown."""
 
     field: str
@@ -387,24 +485,29 @@ HOURS_PER_EPOCH = Decimal(24)
 _GB_IN_MIB = Decimal(1000**3) / Decimal(1024**2)  # generation B counts RAM in decimal gigabytes
 
 
-@dataclass(frozen=True, slots=True)
-class Vm:
+_NO_STATUS = Status("")
+
+
+class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     """One VM of any API generation. Only `id` is certain: any other field Fluence sent unreadably is
-    None (or empty) and named in `unreadable`."""
+    None (or empty) and named in `unreadable`.
+
+    A VM is one of the subclasses below, which say where each field is in a generation's JSON (for the
+    fast decoder); both the decoder and the tolerant parsers build those."""
 
     id: str
-    name: str | None
-    status: Status
-    price_per_epoch: Decimal | None  # USDC per 24 h epoch (the 2025 APIs)
-    reserved_balance: Decimal | None
-    total_spent: Decimal | None
-    created_at: datetime | None
-    next_billing_at: datetime | None
-    os_image: str | None
-    datacenter: Datacenter | None
-    public_ip: str | None
-    ports: tuple[Port, ...]
-    resources: tuple[Resource, ...]
+    name: str | None = None
+    status: Status = _NO_STATUS
+    price_per_epoch: Decimal | None = None  # USDC per 24 h epoch (the 2025 APIs)
+    reserved_balance: Decimal | None = None
+    total_spent: Decimal | None = None
+    created_at: datetime | None = None
+    next_billing_at: datetime | None = None
+    os_image: str | None = None
+    datacenter: Datacenter | None = None
+    public_ip: str | None = None
+    ports: tuple[Port, ...] = ()
+    resources: tuple[Resource, ...] = ()
     generation: str = "baseline"  # which API it came from: "baseline", "a" or "b"
     unreadable: tuple[Unreadable, ...] = ()
     # Generation B (today's API): billed per second in USD; plan and lifecycle as separate fields.
@@ -425,16 +528,20 @@ class Vm:
     public_ip_id: str | None = None
     boot_disk: str | None = None
     data_disks: tuple[str, ...] = ()
-    # Fluence's own object for this VM. Read it through `raw`: when the parser was handed JSON that nobody
-    # else holds, it keeps that object as is instead of copying it (see parse_vm_list).
-    _source: Mapping[str, object] = field(
-        default_factory=lambda: EMPTY, hash=False, compare=False, repr=False
-    )
+    # Fluence's own object for this VM: the decoded object, or the bytes of it in the list answer (a
+    # msgspec Raw, decoded when asked for). Read it through `raw`.
+    _source: object = wire(default_factory=lambda: EMPTY)
+
+    def __hash__(self) -> int:  # its JSON is not hashable: equal VMs share their class and id
+        return hash((type(self), self.id))
 
     @property
     def raw(self) -> Mapping[str, object]:
         """Fluence's own object for this VM, read-only (unknown fields included)."""
-        return freeze(self._source)
+        source = self._source
+        if type(source) is Raw:
+            return freeze(msgspec.json.decode(source))
+        return freeze(source)
 
     @property
     def key(self) -> str:
@@ -551,9 +658,83 @@ class Vm:
     def raw_snapshot(self) -> dict:
         """The upstream object as plain JSON-ready dicts and lists (for an audit row)."""
         try:
-            return thaw(self._source)
-        except RecursionError:
+            return thaw(self.raw)
+        except (RecursionError, msgspec.DecodeError):
             return {"id": self.id, "unreadable": "Fluence's object for this VM is nested too deeply to keep"}
+
+
+class VmBaseline(Vm, frozen=True, gc=False, kw_only=True):
+    """A VM of the baseline API (`GET /vms/v2`), and where each field is in its JSON."""
+
+    id: _VM_ID = wire(name="id")
+    name: _TEXT | None = wire(default=None, name="vmName")
+    status: Status = wire(default=_NO_STATUS, name="status")
+    # Required: a VM without it is missing its price, which the tolerant parser says.
+    price_per_epoch: EpochPrice | None = wire(name="pricePerEpoch")
+    reserved_balance: MicroBalance | None = wire(default=None, name="reservedBalance")
+    total_spent: MicroBalance | None = wire(default=None, name="totalSpent")
+    created_at: Timestamp | None = wire(default=None, name="createdAt")
+    next_billing_at: Timestamp | None = wire(default=None, name="nextBillingAt")
+    os_image: _TEXT | None = wire(default=None, name="osImage")
+    datacenter: Datacenter | None = wire(default=None, name="datacenter")
+    public_ip: _TEXT | None = wire(default=None, name="publicIp")
+    ports: tuple[Port, ...] = wire(default=(), name="ports")
+    resources: tuple[Resource, ...] = wire(default=(), name="resources")
+    generation: str = wire(default="baseline", name="-generation")
+
+
+class VmA(VmBaseline, frozen=True, gc=False, kw_only=True):
+    """A VM of generation A (`GET /vms/v3`): the baseline's shape, balances in USDC."""
+
+    reserved_balance: Amount | None = wire(default=None, name="reservedBalance")
+    total_spent: Amount | None = wire(default=None, name="totalSpent")
+    generation: str = wire(default="a", name="-generation")
+
+
+class ExpandedIp(Struct, frozen=True, gc=False):
+    address: _TEXT | None = None
+
+
+class ExpandedDisk(Struct, frozen=True, gc=False):
+    volumeGb: Gigabytes | None = None
+
+
+class Expanded(Struct, frozen=True, gc=False):
+    """What `expand[0]=publicIp&expand[1]=bootDisk` adds to a VM of today's API."""
+
+    publicIp: ExpandedIp | None = None
+    bootDisk: ExpandedDisk | None = None
+
+
+class VmB(Vm, frozen=True, gc=False, kw_only=True):
+    """A VM of today's API (`GET /v2/vms`). The decoder leaves `public_ip`, `storage_gb` and `datacenter`
+    to be filled from `expanded_sent` and the account's locations (decoding.finish_b)."""
+
+    id: _VM_ID = wire(name="id")
+    name: _TEXT | None = wire(default=None, name="name")
+    status: Status = wire(default=_NO_STATUS, name="status")
+    created_at: Timestamp | None = wire(default=None, name="createdAt")
+    generation: str = wire(default="b", name="-generation")
+    price_hourly_usd: Amount | None = wire(default=None, name="priceHourlyUsd")
+    price_monthly_usd: Amount | None = wire(default=None, name="priceMonthlyUsd")
+    vcpu_count: _COUNT | None = wire(default=None, name="vcpu")
+    ram_gb: Gigabytes | None = wire(default=None, name="ramGb")
+    configuration_name: _TEXT | None = wire(default=None, name="configurationName")
+    cluster_id: str | None = wire(default=None, name="clusterId")
+    allowed_actions: tuple[str, ...] = wire(default=(), name="allowedActions")
+    restart_required: bool | None = wire(default=None, name="restartRequired")
+    updated_at: Timestamp | None = wire(default=None, name="updatedAt")
+    ready_since: Timestamp | None = wire(default=None, name="readySince")
+    last_paid_at: Timestamp | None = wire(default=None, name="lastPaidAt")
+    paid_until: Timestamp | None = wire(default=None, name="paidUntil")
+    terminated_at: Timestamp | None = wire(default=None, name="terminatedAt")
+    public_ip_id: _TEXT | None = wire(default=None, name="publicIp")
+    boot_disk: _TEXT | None = wire(default=None, name="bootDisk")
+    data_disks: tuple[str, ...] = wire(default=(), name="dataDisks")
+    expanded_sent: Expanded | None = wire(default=None, name="expanded")
+
+
+VM_CLASSES: dict[str, type[Vm]] = {"baseline": VmBaseline, "a": VmA, "b": VmB}
 
 
 # --- parsers ---------------------------------------------------------------------------------------------
@@ -633,28 +814,36 @@ def _timestamp(obj: Mapping, name: str) -> datetime | None:
 
 
 def parse_resource(obj: object) -> Resource:
-    """One resource; it keeps `obj` for its details and metadata (read-only copies on demand)."""
+    """One resource; it keeps its `details` and `metadata` objects (read-only copies on demand)."""
     if not isinstance(obj, dict):
         raise _bad("a resource is not an object")
     type_ = obj.get("type")
     if not isinstance(type_, str) or not type_.strip():
         raise _bad("a resource has no type")
-    # Two shapes: baseline `quantity` (RAM/STORAGE in MiB), later `supply` + `units`.
+    # Two shapes: baseline `quantity` (RAM/STORAGE in MiB), later `supply` + `units`; `supply` wins.
     units = _optional_str(obj, "units")
-    amount = obj.get("supply") if "supply" in obj else obj.get("quantity")
-    try:
-        quantity = _parse_quantity(amount)
-    except OutOfRange:
-        raise _bad(f"the {type_[:40]!r} resource has a quantity beyond any plausible one") from None
-    except ValueError:
-        raise _bad(f"the {type_[:40]!r} resource has an unreadable quantity") from None
+    chosen = "supply" if "supply" in obj else "quantity"
+    sent: dict[str, object] = {}
+    for name in ("quantity", "supply"):
+        if name not in obj:
+            continue
+        try:
+            sent[name] = parse_quantity(obj[name])
+        except OutOfRange:
+            if name == chosen:
+                raise _bad(f"the {type_[:40]!r} resource has a quantity beyond any plausible one") from None
+        except ValueError:
+            if name == chosen:
+                raise _bad(f"the {type_[:40]!r} resource has an unreadable quantity") from None
     _check_optional_object(obj, "details")
     _check_optional_object(obj, "metadata")
     return Resource(
         type=type_.strip().upper(),
-        quantity=quantity,
+        quantity_sent=sent.get("quantity", UNSET),
+        supply_sent=sent.get("supply", UNSET),
         unit=units.strip() if units and units.strip() else None,
-        _source=obj,
+        details_sent=obj.get("details"),
+        metadata_sent=obj.get("metadata"),
     )
 
 
@@ -792,7 +981,7 @@ def parse_vm(obj: object, *, generation: str = "baseline", locations: Mapping | 
 
 
 @lru_cache(maxsize=512)
-def _status_of(raw: str) -> Status:
+def status_of(raw: str) -> Status:
     """Statuses are few and immutable: one shared instance per spelling."""
     return Status(raw)
 
@@ -824,10 +1013,10 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
     except BadResponse as error:
         read.note("datacenter", error.detail)
         datacenter = None
-    return Vm(
+    return VM_CLASSES[generation](
         id=vm_id,
         name=read(_optional_str, "vmName") or None,
-        status=_status_of(read(_optional_str, "status") or ""),
+        status=status_of(read(_optional_str, "status") or ""),
         price_per_epoch=price_per_epoch,
         reserved_balance=read(balance, "reservedBalance"),
         total_spent=read(balance, "totalSpent"),
@@ -838,7 +1027,6 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
         public_ip=read(_optional_str, "publicIp") or None,
         ports=read.each("ports", parse_port),
         resources=read.each("resources", parse_resource),
-        generation=generation,
         unreadable=tuple(problems),
         _source=obj,
     )
@@ -865,19 +1053,33 @@ def _optional_bool(obj: Mapping, name: str) -> bool | None:
     return value
 
 
+class Negative(ValueError):
+    """A number that cannot be below zero is."""
+
+
+def parse_gigabytes(value: object) -> Decimal:
+    """A number of gigabytes (a quantity): ValueError when it is none, OutOfRange past numbers.QUANTITY,
+    Negative below zero."""
+    amount = parse_quantity(value)
+    if amount is None:
+        raise ValueError("not a number of gigabytes")
+    if amount < 0:
+        raise Negative("a negative number of gigabytes")
+    return amount
+
+
 def _gigabytes(obj: Mapping, name: str) -> Decimal | None:
     value = obj.get(name)
     if value is None:
         return None
     try:
-        amount = _parse_quantity(value)
+        return parse_gigabytes(value)
     except OutOfRange:
         raise _bad(_implausible(name)) from None
+    except Negative:
+        raise _bad(f"the field {name!r} is negative") from None
     except ValueError:
         raise _bad(f"the field {name!r} is not a number of gigabytes") from None
-    if amount is not None and amount < 0:
-        raise _bad(f"the field {name!r} is negative")
-    return amount
 
 
 def _texts(obj: Mapping, name: str) -> tuple[str, ...]:
@@ -913,10 +1115,10 @@ def _parse_b_vm(obj: Mapping, locations: Mapping) -> Vm:
     volume = _Reader(boot_disk, problems, "expanded.bootDisk.")(_gigabytes, "volumeGb")
     # Absent or unreadable: nothing is known to be allowed, so no deletion is offered.
     allowed = read(_texts, "allowedActions", ())
-    return Vm(
+    return VmB(
         id=vm_id,
         name=read(_optional_str, "name") or None,
-        status=_status_of(read(_optional_str, "status") or ""),
+        status=status_of(read(_optional_str, "status") or ""),
         price_per_epoch=None,
         reserved_balance=None,
         total_spent=None,
@@ -1023,6 +1225,11 @@ def cyclic_gc_paused():
 
 
 # --- generation B: where VMs run, and the account's balance ---------------------------------------------
+
+
+def duplicates_note(duplicates: int) -> str:
+    """What a person is told when Fluence's pages listed VMs more than once."""
+    return f"Fluence listed {duplicates} VM{'s' * (duplicates != 1)} twice; each is shown once."
 
 
 def parse_locations(clusters: object, datacenters: object) -> dict[str, dict]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 # --- Retry-After -----------------------------------------------------------------------------------------
 
@@ -99,6 +100,12 @@ def within(number: Decimal, bounds: Bounds) -> bool:
     return len(digits) - trailing <= bounds.max_digits and -(exponent + trailing) <= bounds.max_decimals
 
 
+@lru_cache(maxsize=16)
+def _whole_limit(bounds: Bounds) -> int:
+    """Every whole number of smaller magnitude is inside `bounds` (fewer digits than it allows)."""
+    return min(int(bounds.below), 10**bounds.max_digits)
+
+
 def bounded_decimal(value: object, bounds: Bounds) -> Decimal | None:
     """`value` as a Decimal when it is a plausible number of its kind; None otherwise. Never raises.
 
@@ -107,6 +114,16 @@ def bounded_decimal(value: object, bounds: Bounds) -> Decimal | None:
     `bounds`."""
     if isinstance(value, bool):
         return None
+    # The common cases, inside `bounds` by their size alone: a small whole number, or its digits as text.
+    if type(value) is int and -_whole_limit(bounds) < value < _whole_limit(bounds):
+        return Decimal(value)
+    if (
+        type(value) is str
+        and len(value) < len(str(_whole_limit(bounds)))
+        and value.isascii()
+        and value.isdigit()
+    ):
+        return Decimal(value)
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, int):
