@@ -39,8 +39,13 @@ document.addEventListener("htmx:responseError", (event) => {
 document.addEventListener("htmx:sendError", (event) => {
   showRequestProblem(event.detail.elt, "The portal could not be reached. The data shown may be out of date; it will retry.");
 });
-document.addEventListener("htmx:afterSwap", () => {
+// Gone once a request succeeds again, whether it swapped new content or (a 204: nothing changed) none.
+const clearRequestProblems = () => {
   document.querySelectorAll(".request-problem").forEach((element) => element.remove());
+};
+document.addEventListener("htmx:afterSwap", clearRequestProblems);
+document.addEventListener("htmx:afterRequest", (event) => {
+  if (event.detail.successful) clearRequestProblems();
 });
 
 function showRequestProblem(element, text) {

@@ -216,7 +216,8 @@ def test_a_well_formed_list_never_reaches_the_tolerant_parser(generation, monkey
 _PATHS_2025 = [
     *[(name,) for name in ("id", "vmName", "status", "pricePerEpoch", "createdAt", "nextBillingAt", "osImage",
                            "publicIp", "reservedBalance", "totalSpent", "datacenter", "ports", "resources")],
-    *[("datacenter", name) for name in ("id", "countryCode", "cityCode", "cityIndex", "tier", "certifications")],
+    *[("datacenter", name)
+      for name in ("id", "countryCode", "cityCode", "cityIndex", "tier", "certifications")],
     *[("ports", 0, name) for name in ("port", "protocol")],
     *[("resources", 1, name) for name in ("type", "quantity", "supply", "units", "details", "metadata")],
 ]  # fmt: skip

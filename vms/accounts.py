@@ -49,6 +49,9 @@ class AccountResult:
     switched_to: str | None = None  # Fluence retired the key's API path; it now speaks this generation
     # The person's other keys to the same Fluence account (same secret and base URL), listed through this one
     folded: tuple[Account, ...] = ()
+    # The cache marker of the list shown, while that list is fresh (served from the cache or just stored):
+    # vms.table_version checks a poll against it. None for old data, failures and keys never fetched.
+    token: str | None = None
 
     @property
     def vms_with_unreadable_fields(self) -> tuple[Vm, ...]:

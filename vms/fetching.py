@@ -104,6 +104,7 @@ def _result_of(account: Account, fetched: FetchedList) -> AccountResult:
         unreadable=answer.unreadable,
         notes=answer.notes,
         balance=answer.balance,
+        token=fetched.token,
     )
 
 
@@ -165,7 +166,7 @@ def _fallback(account: Account, kind: str, message: str) -> AccountResult:
     last = vm_cache.last_good(account.key_id)
     if last is None:
         return AccountResult(account=account, vms=(), fetched_at=None, problem=message, problem_kind=kind)
-    return dataclasses.replace(_result_of(account, last), problem=message, problem_kind=kind)
+    return dataclasses.replace(_result_of(account, last), problem=message, problem_kind=kind, token=None)
 
 
 def fresh_vm(api_key: ApiKey, generation: str, vm_id: str, *, fallback: Vm | None) -> Vm | None:

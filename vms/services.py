@@ -1,7 +1,9 @@
-"""Writes: API keys (add, rename, remove, share), what a fetch learned about them, and VM deletions.
+"""Writes: API keys (add, rename, remove, share), what a fetch learned about them, VM deletions and actions.
 
 Each service takes the acting person and checks their right itself (vms.permissions decides), whoever
-calls it: NotAllowed means nothing was changed or sent. Each write is logged; deletions are audited."""
+calls it: NotAllowed means nothing was changed or sent. Each write is logged and audited: a call to Fluence
+as an intent row before it and an outcome row after it; a change in the portal's own database as one event
+row in the same transaction (it is recorded if and only if it happened)."""
 
 import json
 import logging
@@ -19,7 +21,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from vms import audit, metrics, resilience, secret_digest, selectors, vm_cache
+from vms import audit, metrics, resilience, secret_digest, selectors, table_version, vm_cache
 from vms.accounts import VmRow
 from vms.crypto import SecretDecryptionError
 from vms.fluence.client import GENERATION_LABELS, GENERATIONS, Detection, FluenceClient, detect_generation
@@ -122,7 +124,14 @@ def apikey_verify(*, secret: str, base_url: str, generation: str = AUTO) -> Dete
 
 @metrics.counted_action("apikey_add")
 def apikey_create(
-    *, owner, label: str, secret: str, base_url: str, generation: str = AUTO, verify: bool = True
+    *,
+    owner,
+    label: str,
+    secret: str,
+    base_url: str,
+    generation: str = AUTO,
+    verify: bool = True,
+    meta: RequestMeta | None = None,
 ) -> ApiKey:
     """Store a key after trying it. Its API generation is found by probing (`auto`) unless forced; a key
     stored without trying (`verify=False`) and without a generation starts on the baseline, and is
@@ -156,6 +165,13 @@ def apikey_create(
                 generation=generation,
                 last_used_at=timezone.now() if verify else None,
             )
+            audit_event_record(
+                action=DeletionEvent.Action.KEY_ADD,
+                meta=meta or RequestMeta.of_user(owner),
+                api_key=api_key,
+                details={"after": {"label": label, "generation": generation}},
+                message="Key added" + (" after Fluence accepted it." if verify else " without trying it."),
+            )
     except IntegrityError:
         # The same label was saved meanwhile (a double submit while the key was being tried).
         raise ValidationError({"label": "You already have a key with this label."}) from None
@@ -172,30 +188,48 @@ def apikey_create(
 
 @metrics.counted_action("apikey_rename")
 @transaction.atomic
-def apikey_rename(*, user, api_key: ApiKey, label: str) -> ApiKey:
+def apikey_rename(*, user, api_key: ApiKey, label: str, meta: RequestMeta | None = None) -> ApiKey:
     if not can_manage_key(user=user, api_key=api_key):
         raise NotAllowed("Only the key's owner may rename it.")
     label = clean_label(label)
     if ApiKey.objects.filter(owner=api_key.owner, label=label).exclude(pk=api_key.pk).exists():
         raise ValidationError({"label": "You already have a key with this label."})
+    before = api_key.label
     api_key.label = label
     try:
         with transaction.atomic():
             api_key.save(update_fields=["label", "updated_at"])
     except IntegrityError:
+        api_key.label = before
         raise ValidationError({"label": "You already have a key with this label."}) from None
+    if label != before:
+        audit_event_record(
+            action=DeletionEvent.Action.KEY_RENAME,
+            meta=meta or RequestMeta.of_user(user),
+            api_key=api_key,
+            details={"before": {"label": before}, "after": {"label": label}},
+        )
     logger.info("api key renamed: id=%s label=%r", api_key.pk, label)
     return api_key
 
 
 @metrics.counted_action("apikey_remove")
-def apikey_delete(*, user, api_key: ApiKey) -> None:
+def apikey_delete(*, user, api_key: ApiKey, meta: RequestMeta | None = None) -> None:
     """Remove a key (its VMs keep running on Fluence); its cached VM list is forgotten."""
     if not can_manage_key(user=user, api_key=api_key):
         raise NotAllowed("Only the key's owner may remove it.")
     logger.info("api key removed: id=%s label=%r last_four=…%s", api_key.pk, api_key.label, api_key.last_four)
     key_id = api_key.pk
-    api_key.delete()
+    with transaction.atomic():
+        shared_with = sorted(api_key.shares.values_list("group__name", flat=True))
+        audit_event_record(
+            action=DeletionEvent.Action.KEY_REMOVE,
+            meta=meta or RequestMeta.of_user(user),
+            api_key=api_key,
+            details={"before": {"label": api_key.label, "shared_with": shared_with}},
+            message="Key removed from the portal; its VMs keep running on Fluence.",
+        )
+        api_key.delete()
     vm_cache.forget(key_id)
 
 
@@ -230,10 +264,75 @@ def apikeys_record_answers(*, results) -> None:
             _apikey_switch_generation(key_id=result.account.key_id, generation=result.switched_to)
 
 
+SYSTEM_ACTOR = RequestMeta(actor_username="portal", actor_id="", client_ip=None, user_agent="", request_id="")
+
+
 def _apikey_switch_generation(*, key_id: int, generation: str) -> None:
     # Once, whoever notices first: every later request asks the right path, and the keys page says so.
-    ApiKey.objects.filter(pk=key_id).exclude(generation=generation).update(
-        previous_generation=F("generation"), generation=generation, generation_changed_at=timezone.now()
+    with transaction.atomic():
+        switched = (
+            ApiKey.objects.filter(pk=key_id)
+            .exclude(generation=generation)
+            .update(
+                previous_generation=F("generation"),
+                generation=generation,
+                generation_changed_at=timezone.now(),
+            )
+        )
+        if switched:
+            api_key = ApiKey.objects.select_related("owner").get(pk=key_id)
+            audit_event_record(
+                action=DeletionEvent.Action.KEY_GENERATION,
+                meta=SYSTEM_ACTOR,
+                api_key=api_key,
+                details={
+                    "before": {"generation": api_key.previous_generation},
+                    "after": {"generation": generation},
+                },
+                message="Fluence no longer answered the key's API path; the portal found the one that does.",
+            )
+    if switched:
+        table_version.bump_epoch()  # an update() sends no signal; the tables say which API a key speaks
+
+
+# --- the audit trail of changes made in the portal's own database -----------------------------------------
+
+
+def audit_event_record(
+    *,
+    action: str,
+    meta: RequestMeta,
+    api_key: ApiKey | None = None,
+    details: dict | None = None,
+    message: str = "",
+    source: str = "portal",
+) -> DeletionEvent:
+    """Append one event row: a change the portal made in its own database (a key added, renamed, shared…).
+    Call it inside the transaction of the change, so that the row exists if and only if the change does."""
+    key_fields = {}
+    if api_key is not None:
+        key_fields = {
+            "key_id": str(api_key.pk),
+            "key_label": api_key.label,
+            "key_last_four": api_key.last_four,
+            "key_owner_username": api_key.owner.get_username(),
+            "base_url": api_key.base_url,
+        }
+    return DeletionEvent.objects.create(
+        kind=DeletionEvent.Kind.EVENT,
+        action=action,
+        outcome=DeletionEvent.Outcome.SUCCEEDED,
+        correlation_id=uuid.uuid4(),
+        created_at=timezone.now(),
+        source=source,
+        actor_username=meta.actor_username,
+        actor_id=meta.actor_id,
+        client_ip=meta.client_ip,
+        user_agent=meta.user_agent,
+        request_id=meta.request_id,
+        details=details,
+        message=message,
+        **key_fields,
     )
 
 
@@ -373,7 +472,10 @@ def _delete_audited(
     for vm in vms:
         snapshot = audit_snapshot(api_key, vm, meta)
         intent = DeletionEvent.objects.create(
-            kind=DeletionEvent.Kind.INTENT, created_at=timezone.now(), **snapshot
+            kind=DeletionEvent.Kind.INTENT,
+            action=DeletionEvent.Action.VM_DELETE,
+            created_at=timezone.now(),
+            **snapshot,
         )
         intents.append(intent)
         logger.info(
@@ -427,6 +529,8 @@ def _delete_audited(
 # same request learned the outcome (a later reconciliation is no request of that person's).
 _ATTEMPT_FIELDS = (
     "correlation_id",
+    "action",
+    "details",
     "actor_username",
     "actor_id",
     "key_id",
@@ -666,7 +770,9 @@ def _plain_json_within(name: str, value: object, budget: int) -> tuple[object, i
 
 @metrics.counted_action("keyshare_set")
 @transaction.atomic
-def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeyShare, bool]:
+def keyshare_set(
+    *, api_key: ApiKey, group, role: str, shared_by, meta: RequestMeta | None = None
+) -> tuple[KeyShare, bool]:
     """Share a key with a group in a role, or change the role of an existing share. True when created."""
     if not can_share_key(user=shared_by, api_key=api_key):
         raise NotAllowed("Only the key's owner, with the sharing permission, may share it.")
@@ -677,7 +783,21 @@ def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeySh
         group=group,
         defaults={"role": role, "created_by_username": shared_by.get_username()},
     )
-    if not created and share.role != role:
+    meta = meta or RequestMeta.of_user(shared_by)
+    if created:
+        audit_event_record(
+            action=DeletionEvent.Action.KEY_SHARE,
+            meta=meta,
+            api_key=api_key,
+            details={"group": group.name, "role": role},
+        )
+    elif share.role != role:
+        audit_event_record(
+            action=DeletionEvent.Action.KEY_ROLE,
+            meta=meta,
+            api_key=api_key,
+            details={"group": group.name, "before": {"role": share.role}, "after": {"role": role}},
+        )
         share.role = role
         share.save(update_fields=["role"])
     logger.info(
@@ -692,7 +812,7 @@ def keyshare_set(*, api_key: ApiKey, group, role: str, shared_by) -> tuple[KeySh
 
 
 @metrics.counted_action("keyshare_remove")
-def keyshare_delete(*, share: KeyShare, removed_by) -> None:
+def keyshare_delete(*, share: KeyShare, removed_by, meta: RequestMeta | None = None) -> None:
     if not can_share_key(user=removed_by, api_key=share.api_key):
         raise NotAllowed("Only the key's owner, with the sharing permission, may stop sharing it.")
     logger.info(
@@ -702,7 +822,14 @@ def keyshare_delete(*, share: KeyShare, removed_by) -> None:
         share.group.name,
         removed_by.get_username(),
     )
-    share.delete()
+    with transaction.atomic():
+        audit_event_record(
+            action=DeletionEvent.Action.KEY_UNSHARE,
+            meta=meta or RequestMeta.of_user(removed_by),
+            api_key=share.api_key,
+            details={"group": share.group.name, "role": share.role},
+        )
+        share.delete()
 
 
 # --- deleting many VMs at once ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from vms import (
     request_meta,
     selectors,
     services,
+    table_version,
 )
 from vms.billing import billing_doubt, epoch_progress
 from vms.display import format_data_age
@@ -41,12 +42,17 @@ from vms.vm_table import VmQuery, switch_notice, vm_table
 @require_GET
 def vm_list(request: HttpRequest) -> HttpResponse:
     query = VmQuery.from_querydict(request.GET)
+    # Most polls find the table as the page shows it: answered from the cache alone, nothing swapped.
+    if htmx.is_partial(request) and table_version.unchanged(request, query):
+        return htmx.varies(HttpResponse(status=204))
+    basis = table_version.basis()
     listing = selectors.vms_for_user(user=request.user)
     services.apikeys_record_answers(results=listing.accounts)
     now = timezone.now()
     columns = preferences.vm_columns_for_user(user=request.user)
     # One query for every visible key: which VMs have a deletion whose outcome is unknown.
     unknown = audit.unknown_deletions(key_ids=[result.account.key_id for result in listing.accounts])
+    version = table_version.version(basis, user=request.user, query=query, accounts=listing.accounts)
     context = {
         **vm_table(
             listing, query, now=now, list_url=reverse("vms:list"), columns=columns, unknown_deletions=unknown
@@ -55,8 +61,12 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         "query": query,
         "now": now,
         "switched": _switch_notices(request.user, listing.accounts),
+        "table_version": version,
     }
-    return htmx.render(request, "vms/list.html", context, partial="vms/list_partial.html")
+    response = htmx.render(request, "vms/list.html", context, partial="vms/list_partial.html")
+    if version:
+        response[table_version.HEADER] = version
+    return response
 
 
 @login_required

@@ -24,6 +24,7 @@ DELETING_SECONDS = 3600
 class FetchedList:
     answer: ListAnswer
     fetched_at: datetime
+    token: str | None = None  # the marker's name for this list: what a page shown from it was built from
 
 
 # One key's list lives in the shared cache in three entries: a short-lived "fresh" marker, a long-lived
@@ -93,7 +94,7 @@ def load(key_id: int, marker: Marker | None) -> FetchedList | None:
         # per process and refresh, by the adapter of the generation that fetched it.
         answer = dataclasses.replace(ADAPTERS[marker.generation].read_cached(stored[1]), body=b"")
         _remember(key_id, marker.token, answer)
-    return FetchedList(answer=answer, fetched_at=marker.fetched_at)
+    return FetchedList(answer=answer, fetched_at=marker.fetched_at, token=marker.token)
 
 
 def fresh(key_id: int) -> FetchedList | None:
@@ -118,7 +119,7 @@ def store(key_id: int, answer: ListAnswer, generation: str) -> FetchedList:
     cache.set(fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
     answer = dataclasses.replace(answer, body=b"")
     _remember(key_id, marker.token, answer)
-    return FetchedList(answer=answer, fetched_at=marker.fetched_at)
+    return FetchedList(answer=answer, fetched_at=marker.fetched_at, token=marker.token)
 
 
 def problem(key_id: int) -> tuple[str, str] | None:

@@ -4,7 +4,7 @@ digest under the key derived from that newest key (vms.secret_digest)."""
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from vms import crypto, secret_digest
+from vms import crypto, secret_digest, table_version
 from vms.fields import SealedSecret
 from vms.models import ApiKey
 
@@ -29,6 +29,7 @@ class Command(BaseCommand):
                 digest = secret_digest.secret_digest(secret=secret, base_url=api_key.base_url)
                 ApiKey.objects.filter(pk=api_key.pk).update(secret=SealedSecret(token), secret_digest=digest)
                 rotated += 1
+            table_version.bump_epoch()  # update() sends no signal, and the keys' digests may have changed
             if failures:
                 raise CommandError(
                     f"{len(failures)} key(s) cannot be decrypted with FIELD_ENCRYPTION_KEYS "
