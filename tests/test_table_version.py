@@ -383,3 +383,16 @@ def test_fetching_carries_the_token_only_for_fresh_lists(user, api_key, sandbox)
     vm_cache.forget(api_key.pk)
     (stale,) = selectors.vms_for_user(user=user).accounts
     assert stale.is_stale and stale.token is None
+
+
+def test_a_full_render_reads_columns_and_unknown_outcomes_once_per_epoch(alice_client, api_key):
+    _render(alice_client)  # the first render of this epoch reads both
+    with CaptureQueriesContext(connection) as again:
+        _render(alice_client, url=LIST + "?page=1")  # another query of the table: rendered in full
+    tables = " ".join(query["sql"] for query in again.captured_queries)
+    assert "vms_userpreferences" not in tables and "vms_deletionevent" not in tables
+    table_version.bump_epoch()
+    with CaptureQueriesContext(connection) as after_a_write:
+        _render(alice_client)
+    tables = " ".join(query["sql"] for query in after_a_write.captured_queries)
+    assert "vms_userpreferences" in tables and "vms_deletionevent" in tables

@@ -3,6 +3,7 @@ rendered from, sent back by htmx on every poll and checked in one cache round tr
 of a VM list, no rendering), so that an unchanged table is answered 204."""
 
 import contextlib
+import hashlib
 import json
 import re
 import secrets
@@ -97,6 +98,29 @@ def version(table_basis: Basis, *, user, query: VmQuery, accounts: tuple[Account
         user_pk=user.pk, epoch=table_basis.epoch, minute=table_basis.minute, query=query, entries=entries
     )
     return ".".join(plan) + "~" + mac
+
+
+# --- what a full render reads from the database, kept by epoch ------------------------------------------
+
+REMEMBERED_SECONDS = 3600
+
+
+def remembered(table_basis: Basis, name: str, compute):
+    """What `compute()` reads from the database for a table (a person's columns, the unknown deletion
+    outcomes of some keys), kept in the shared cache for this epoch: every write that could change it
+    moves the epoch (the signals below), so a kept answer is never older than the database. `name` says
+    everything the answer depends on."""
+    if table_basis.epoch is None:
+        return compute()
+    key = f"vms:table-read:{table_basis.epoch}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+    found = cache.get(key, _MISSING)
+    if found is _MISSING:
+        found = compute()
+        cache.set(key, found, REMEMBERED_SECONDS)
+    return found
+
+
+_MISSING = object()
 
 
 # --- a poll --------------------------------------------------------------------------------------------
