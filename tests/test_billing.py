@@ -67,7 +67,7 @@ def test_a_billing_time_fluence_has_not_moved_on_yet_counts_as_an_epoch_used_up(
 
 def test_without_a_next_billing_time_there_is_no_epoch_to_show(vm):
     ended = msgspec.structs.replace(
-        vm, next_billing_at=None
+        vm, next_billing_at_sent=None
     )  # e.g. terminated, or today's per-second billing
 
     assert epoch_progress(ended, NEXT_BILLING) is None
@@ -109,7 +109,7 @@ def test_an_ended_vm_is_not_billed_so_a_past_billing_time_is_no_contradiction(vm
 
 def test_a_vm_that_has_spent_money_but_reports_no_next_billing_says_exactly_that(vm):
     launching = msgspec.structs.replace(
-        vm, status=Status("Launching"), next_billing_at=None, total_spent=Decimal("0.59")
+        vm, status=Status("Launching"), next_billing_at_sent=None, total_spent_sent="0.59"
     )
 
     assert billing_doubt(launching, NEXT_BILLING) == (
@@ -120,18 +120,23 @@ def test_a_vm_that_has_spent_money_but_reports_no_next_billing_says_exactly_that
 
 @pytest.mark.parametrize("spent", [Decimal(0), None])
 def test_no_next_billing_and_nothing_spent_is_simply_not_billed_yet(vm, spent):
-    new = msgspec.structs.replace(vm, status=Status("New"), next_billing_at=None, total_spent=spent)
+    new = msgspec.structs.replace(
+        vm,
+        status=Status("New"),
+        next_billing_at_sent=None,
+        total_spent_sent=None if spent is None else str(spent),
+    )
 
     assert billing_doubt(new, NEXT_BILLING) is None
 
 
 def test_an_ended_vm_that_spent_money_and_has_no_next_billing_is_as_expected(vm):
-    ended = msgspec.structs.replace(vm, status=Status("Terminated"), next_billing_at=None)
+    ended = msgspec.structs.replace(vm, status=Status("Terminated"), next_billing_at_sent=None)
 
     assert ended.total_spent > 0 and billing_doubt(ended, NEXT_BILLING) is None
 
 
 def test_vms_billed_per_second_have_no_epochs_to_doubt(vm):
-    per_second = msgspec.structs.replace(vm, generation="b", next_billing_at=None)
+    per_second = msgspec.structs.replace(vm, generation="b", next_billing_at_sent=None)
 
     assert billing_doubt(per_second, NEXT_BILLING + timedelta(days=9)) is None

@@ -19,7 +19,9 @@ from vms.costs import (
     status_counts,
     top_vms,
 )
+from vms.fluence.client import ADAPTERS
 from vms.fluence.models import Balance, parse_vm
+from vms.sandbox.state import SandboxState
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 _ids = iter(range(1, 10_000))
@@ -324,3 +326,24 @@ def test_a_stale_account_still_counts_with_its_last_good_data():
 def test_no_accounts_no_totals():
     overview = cost_overview(listing())
     assert (overview.totals, overview.top, overview.balances, overview.shortest_runway) == ((), (), (), None)
+
+
+@pytest.mark.parametrize("generation", ["baseline", "a", "b"])
+def test_totals_are_the_sum_of_each_vms_own_costs(generation):
+    # The totals scale the summed days once: they must say what adding up every VM's costs says.
+    state = SandboxState()
+    key = f"sbx_costs_{generation}"
+    state.configure_account(key, vm_count=500, generation=generation)
+    if generation == "b":
+        vms = [parse_vm(vm, generation="b") for vm in state.vms_for(key)]
+    else:
+        vms = list(
+            ADAPTERS[generation].read_cached(state.list_json(key, "v3" if generation == "a" else "v2")).vms
+        )
+    billed = [vm for vm in vms if not vm.status.is_ended and vm.cost_per_day is not None]
+    (total,) = costs_per_currency(vms)
+    assert total.billed == len(billed) > 100
+    assert total.per_day == sum((vm.cost_per_day for vm in billed), Decimal(0)).quantize(Decimal("0.000001"))
+    assert total.per_month == sum((vm.cost_per_month for vm in billed), Decimal(0)).quantize(
+        Decimal("0.000001")
+    )

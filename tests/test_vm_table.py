@@ -321,7 +321,7 @@ def test_a_running_vm_with_a_long_past_next_billing_reads_out_of_date_not_an_age
 
 def test_a_vm_that_spent_money_without_a_next_billing_says_so():
     vm = _vm(1, status="Launching", totalSpent="590000")
-    vm = msgspec.structs.replace(vm, next_billing_at=None)
+    vm = msgspec.structs.replace(vm, next_billing_at_sent=None)
     (row,) = _rendered([VmRow(vm=vm, account=OWN)])
     billing = row["cells"][BILLING]
     assert billing["text"] == "none reported"

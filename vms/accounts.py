@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
+
 from vms.fluence.client import generation_label
 from vms.fluence.models import Balance, Vm
 from vms.permissions import OWNER, VIEWER, role_may_delete
@@ -62,8 +64,9 @@ class AccountResult:
         return self.problem is not None and self.fetched_at is not None
 
 
-@dataclass(frozen=True, slots=True)
-class VmRow:
+class VmRow(msgspec.Struct, frozen=True, gc=False):
+    """A VM in the list of a person's VMs (a Struct: the list builds one per VM on every refresh)."""
+
     vm: Vm
     account: Account
     deleting: bool = False  # Fluence accepted a deletion; the VM is still listed until the provider is done

@@ -16,7 +16,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from vms.accounts import Account, AccountResult, VmListing
 from vms.display import format_money
-from vms.fluence.models import USD, USDC, StatusClass, Vm
+from vms.fluence.models import USD, USDC, StatusClass, Vm, month_of
 
 TOP_COUNT = 3
 RUNWAY_HORIZON_DAYS = 30  # the runway bar is full at a month: beyond that, the number says how much
@@ -97,27 +97,32 @@ class CurrencyCost:
 
 def costs_per_currency(vms: Iterable[Vm]) -> tuple[CurrencyCost, ...]:
     """One total per currency over the VMs that are not ended, USD before USDC."""
+    # A month is a day's cost scaled (Vm.cost_per_month) unless Fluence priced the month: the days to scale
+    # are summed first and scaled once (this runs over every VM of every refresh).
     totals: dict[str, list] = {}
     for vm in vms:
         if not is_billed(vm):
             continue
-        total = totals.setdefault(vm.currency, [Decimal(0), Decimal(0), 0, 0])
-        per_day, per_month = vm.cost_per_day, vm.cost_per_month
-        if per_day is None or per_month is None:
-            total[3] += 1
+        total = totals.setdefault(vm.currency, [Decimal(0), Decimal(0), Decimal(0), 0, 0])
+        per_day = vm.cost_per_day
+        if per_day is None:
+            total[4] += 1
             continue
         total[0] += per_day
-        total[1] += per_month
-        total[2] += 1
+        if (priced := vm.month_price) is not None:
+            total[1] += priced
+        else:
+            total[2] += per_day
+        total[3] += 1
     return tuple(
         CurrencyCost(
             currency=currency,
             per_day=_to_the_millionth(per_day),
-            per_month=_to_the_millionth(per_month),
+            per_month=_to_the_millionth(priced_months + month_of(scaled_days)),
             billed=billed,
             unpriced=unpriced,
         )
-        for currency, (per_day, per_month, billed, unpriced) in sorted(totals.items())
+        for currency, (per_day, priced_months, scaled_days, billed, unpriced) in sorted(totals.items())
     )
 
 

@@ -158,7 +158,7 @@ def vms_of_keys(api_keys: list[ApiKey]) -> VmListing:
     results = [_with_folded(result, folded.get(result.account.key_id, ())) for result in results]
     results.sort(key=lambda result: (result.account.label.lower(), result.account.key_id))
     rows = tuple(
-        VmRow(vm=vm, account=result.account, deleting=vm.key in result.deleting)
+        VmRow(vm, result.account, bool(result.deleting) and vm.key in result.deleting)
         for result in results
         for vm in result.vms
     )

@@ -28,10 +28,7 @@ from .models import (
     Amount,
     EpochPrice,
     Gigabytes,
-    MicroBalance,
-    Quantity,
     Status,
-    Timestamp,
     Vm,
     VmA,
     VmB,
@@ -52,13 +49,10 @@ def _status(value: object) -> Status:
 _REPEATING = lru_cache(maxsize=8192, typed=True)
 _READERS: dict[type, Callable[[object], object]] = {
     Status: _status,
-    Timestamp: lambda value: models.parse_timestamp(value, Timestamp),
     EpochPrice: _REPEATING(
         lambda value: EpochPrice(models.parse_money(value, micro_if_integer=type(value) is not str))
     ),
-    MicroBalance: lambda value: MicroBalance(models.parse_money(value)),
     Amount: _REPEATING(lambda value: Amount(models.parse_money(value, micro_if_integer=False))),
-    Quantity: _REPEATING(lambda value: Quantity(models.parse_quantity(value))),
     Gigabytes: _REPEATING(lambda value: Gigabytes(models.parse_gigabytes(value))),
 }
 

@@ -262,11 +262,11 @@ _MIN_YEAR, _MAX_YEAR = (
 )  # far from datetime's limits, so that arithmetic on the result never overflows
 
 
-def parse_timestamp(value: object, cls: type[datetime] = datetime) -> datetime:
+def parse_timestamp(value: object) -> datetime:
     """An aware UTC datetime from Fluence's expanded-year form (`+002025-04-01T16:50:57.000000000Z`)
     or RFC 3339 (`2025-04-01T16:50:57Z`, `+00:00` offsets, up to 9 fractional digits).
 
-    ValueError otherwise. `cls`: the datetime class to build (the fast decoder's Timestamp).
+    ValueError otherwise.
     """
     if not isinstance(value, str):
         raise ValueError("a timestamp must be a string")
@@ -281,7 +281,7 @@ def parse_timestamp(value: object, cls: type[datetime] = datetime) -> datetime:
         # The common case, in C: the pattern has vouched for the text, and fromisoformat reads the
         # fraction to the microsecond.
         try:
-            return cls.fromisoformat(text)
+            return datetime.fromisoformat(text)
         except ValueError:
             pass  # a leap second, or a date that does not exist: the long way decides
     # Python keeps microseconds: the nanoseconds Fluence sends are truncated.
@@ -298,7 +298,7 @@ def parse_timestamp(value: object, cls: type[datetime] = datetime) -> datetime:
     second = int(match["second"])
     if second == 60:  # a leap second: RFC 3339 allows it, datetime does not
         second = 59
-    local = cls(
+    local = datetime(
         year,
         int(match["month"]),
         int(match["day"]),
@@ -360,32 +360,14 @@ MEMORY_TYPES = frozenset({"RAM", "STORAGE"})
 # tolerant parsers below, field by field, into equal values.
 
 
-class Timestamp(datetime):
-    """A time Fluence sent, read by parse_timestamp."""
-
-    __slots__ = ()
-
-
 class EpochPrice(Decimal):
     """`pricePerEpoch` of the 2025 APIs: an integer is micro-USDC (the baseline), text is USDC."""
 
     __slots__ = ()
 
 
-class MicroBalance(Decimal):
-    """A baseline balance: integers and digit-only text are micro-USDC."""
-
-    __slots__ = ()
-
-
 class Amount(Decimal):
     """An amount already in its unit (USDC of generation A, USD of today's API)."""
-
-    __slots__ = ()
-
-
-class Quantity(Decimal):
-    """A resource quantity within numbers.QUANTITY."""
 
     __slots__ = ()
 
@@ -405,11 +387,53 @@ _RESOURCE_TYPE = Annotated[str, Meta(pattern=r"\A[A-Z0-9_]+\Z")]
 _PROTOCOL = Annotated[str, Meta(pattern=r"\A[a-z0-9]+\Z")]
 _VM_ID = Annotated[str, Meta(pattern=rf"\A(?:{VM_ID_PATTERN})\Z")]
 _COUNT = Annotated[int, Meta(gt=-int(QUANTITY.below), lt=int(QUANTITY.below))]
+# A timestamp and a quantity are kept as sent and read when asked for (most are never shown: a page shows
+# 50 rows). What the decoder accepts here, parse_timestamp and parse_quantity always read: UTC ("Z"), years
+# 1900-9000, days that every year has (a 29 February, a leap second, an offset go the long way); a whole
+# number or plain decimal text within numbers.QUANTITY.
+_YEAR = r"(?:\+00)?(?:19[0-9]{2}|[2-8][0-9]{3}|9000)"
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+)
+_CLOCK = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?Z"
+_TIMESTAMP_TEXT = Annotated[str, Meta(pattern=rf"\A{_YEAR}-{_MONTH_DAY}{_CLOCK}\Z")]
+# A balance kept as sent and read when asked for (most are never shown): what the decoder accepts here,
+# parse_money reads within numbers.MONEY. Baseline: integers and digit-only text are micro-USDC.
+_MICRO_BALANCE_VALUE = (
+    Annotated[int, Meta(gt=-int(_MICRO_MONEY.below), lt=int(_MICRO_MONEY.below))]
+    | Annotated[str, Meta(pattern=r"\A(?:[0-9]{1,18}|-?[0-9]{1,12}\.[0-9]{1,6})\Z")]
+    | None
+)
+_BALANCE_VALUE = (
+    Annotated[int, Meta(gt=-int(MONEY.below), lt=int(MONEY.below))]
+    | Annotated[str, Meta(pattern=r"\A-?[0-9]{1,12}(?:\.[0-9]{1,6})?\Z")]
+    | None
+)
+_QUANTITY_VALUE = (
+    _COUNT | Annotated[str, Meta(pattern=r"\A-?[0-9]{1,9}(?:\.[0-9]{1,9})?\Z")] | UnsetType | None
+)
 
 
 def _not_on_the_wire(name: str) -> str:
     """The JSON name of a field that no generation reads under its Python name: one Fluence never sends."""
     return f"-{name}"
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _quantity_of(value: int | float | str) -> Decimal:
+    """A quantity as sent, once read (a parser has checked it: it reads)."""
+    return parse_quantity(value)
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _balance_of(value: int | str | None, micro: bool) -> Decimal | None:
+    """A balance as sent, once read (a parser has checked it: it reads); `micro` in the baseline."""
+    return None if value is None else parse_money(value, micro_if_integer=micro)
+
+
+def _instant(text: str | None) -> datetime | None:
+    """A timestamp as sent, read (a parser has checked it: it reads)."""
+    return None if text is None else parse_timestamp(text)
 
 
 class Resource(Struct, frozen=True, gc=False):
@@ -418,9 +442,9 @@ class Resource(Struct, frozen=True, gc=False):
     type: _RESOURCE_TYPE
     # The amount as Fluence sent it: `quantity` (the baseline) or `supply` (later versions, with `units`);
     # `supply` wins when both are there. Read `quantity`.
-    quantity_sent: Quantity | UnsetType | None = wire(default=UNSET, name="quantity")
+    quantity_sent: _QUANTITY_VALUE = wire(default=UNSET, name="quantity")
     unit: _TRIMMED | None = wire(default=None, name="units")
-    supply_sent: Quantity | UnsetType | None = wire(default=UNSET, name="supply")
+    supply_sent: _QUANTITY_VALUE = wire(default=UNSET, name="supply")
     # Kept as sent, handed out read-only by `details` and `metadata`.
     details_sent: dict | None = wire(default=None, name="details")
     metadata_sent: dict | None = wire(default=None, name="metadata")
@@ -431,7 +455,9 @@ class Resource(Struct, frozen=True, gc=False):
     @property
     def quantity(self) -> Decimal | None:
         amount = self.quantity_sent if self.supply_sent is UNSET else self.supply_sent
-        return None if amount is UNSET else amount
+        if amount is UNSET or amount is None or isinstance(amount, Decimal):  # a Decimal: built in code
+            return None if amount is UNSET else amount
+        return _quantity_of(amount)
 
     @property
     def details(self) -> Mapping[str, object]:
@@ -482,7 +508,12 @@ class Unreadable(Struct, frozen=True, gc=False):
 USDC, USD = "USDC", "USD"
 HOURS_PER_MONTH = Decimal(730)  # Fluence's own month: priceMonthlyUsd = priceHourlyUsd x 730
 HOURS_PER_EPOCH = Decimal(24)
-_GB_IN_MIB = Decimal(1000**3) / Decimal(1024**2)  # generation B counts RAM in decimal gigabytes
+_GB_IN_MIB = Decimal(1000**3) / Decimal(1024**2)
+
+
+def month_of(daily: Decimal) -> Decimal:
+    """A day's cost (or a sum of them) over a month of 730 hours."""
+    return daily / HOURS_PER_EPOCH * HOURS_PER_MONTH  # generation B counts RAM in decimal gigabytes
 
 
 _NO_STATUS = Status("")
@@ -499,10 +530,11 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     name: str | None = None
     status: Status = _NO_STATUS
     price_per_epoch: Decimal | None = None  # USDC per 24 h epoch (the 2025 APIs)
-    reserved_balance: Decimal | None = None
-    total_spent: Decimal | None = None
-    created_at: datetime | None = None
-    next_billing_at: datetime | None = None
+    # As sent (see _MICRO_BALANCE_VALUE), read by `reserved_balance` and `total_spent`.
+    reserved_balance_sent: int | str | None = None
+    total_spent_sent: int | str | None = None
+    created_at_sent: str | None = None
+    next_billing_at_sent: str | None = None
     os_image: str | None = None
     datacenter: Datacenter | None = None
     public_ip: str | None = None
@@ -520,11 +552,11 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     cluster_id: str | None = None
     allowed_actions: tuple[str, ...] | None = None  # None: the API does not say (every action is offered)
     restart_required: bool | None = None
-    updated_at: datetime | None = None
-    ready_since: datetime | None = None
-    last_paid_at: datetime | None = None
-    paid_until: datetime | None = None
-    terminated_at: datetime | None = None
+    updated_at_sent: str | None = None
+    ready_since_sent: str | None = None
+    last_paid_at_sent: str | None = None
+    paid_until_sent: str | None = None
+    terminated_at_sent: str | None = None
     public_ip_id: str | None = None
     boot_disk: str | None = None
     data_disks: tuple[str, ...] = ()
@@ -534,6 +566,23 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
 
     def __hash__(self) -> int:  # its JSON is not hashable: equal VMs share their class and id
         return hash((type(self), self.id))
+
+    # Times as sent (see _TIMESTAMP_TEXT), read when asked for.
+    created_at = property(lambda self: _instant(self.created_at_sent))
+    next_billing_at = property(lambda self: _instant(self.next_billing_at_sent))
+    updated_at = property(lambda self: _instant(self.updated_at_sent))
+    ready_since = property(lambda self: _instant(self.ready_since_sent))
+    last_paid_at = property(lambda self: _instant(self.last_paid_at_sent))
+    paid_until = property(lambda self: _instant(self.paid_until_sent))
+    terminated_at = property(lambda self: _instant(self.terminated_at_sent))
+
+    @property
+    def reserved_balance(self) -> Decimal | None:
+        return _balance_of(self.reserved_balance_sent, self.generation == "baseline")
+
+    @property
+    def total_spent(self) -> Decimal | None:
+        return _balance_of(self.total_spent_sent, self.generation == "baseline")
 
     @property
     def raw(self) -> Mapping[str, object]:
@@ -577,10 +626,15 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     @property
     def cost_per_month(self) -> Decimal | None:
         """A month of 730 hours, as Fluence counts one, in the VM's own currency."""
-        if self.generation == "b" and self.price_monthly_usd is not None:
-            return self.price_monthly_usd
+        if (priced := self.month_price) is not None:
+            return priced
         daily = self.cost_per_day
-        return None if daily is None else daily / HOURS_PER_EPOCH * HOURS_PER_MONTH
+        return None if daily is None else month_of(daily)
+
+    @property
+    def month_price(self) -> Decimal | None:
+        """A month's price as Fluence set it (today's API); None where a month is a day's cost scaled."""
+        return self.price_monthly_usd if self.generation == "b" else None
 
     def unreadable_field(self, *names: str) -> Unreadable | None:
         """The first of these fields (or a field inside one: "datacenter" covers "datacenter.tier") that
@@ -671,10 +725,10 @@ class VmBaseline(Vm, frozen=True, gc=False, kw_only=True):
     status: Status = wire(default=_NO_STATUS, name="status")
     # Required: a VM without it is missing its price, which the tolerant parser says.
     price_per_epoch: EpochPrice | None = wire(name="pricePerEpoch")
-    reserved_balance: MicroBalance | None = wire(default=None, name="reservedBalance")
-    total_spent: MicroBalance | None = wire(default=None, name="totalSpent")
-    created_at: Timestamp | None = wire(default=None, name="createdAt")
-    next_billing_at: Timestamp | None = wire(default=None, name="nextBillingAt")
+    reserved_balance_sent: _MICRO_BALANCE_VALUE = wire(default=None, name="reservedBalance")
+    total_spent_sent: _MICRO_BALANCE_VALUE = wire(default=None, name="totalSpent")
+    created_at_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="createdAt")
+    next_billing_at_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="nextBillingAt")
     os_image: _TEXT | None = wire(default=None, name="osImage")
     datacenter: Datacenter | None = wire(default=None, name="datacenter")
     public_ip: _TEXT | None = wire(default=None, name="publicIp")
@@ -686,8 +740,8 @@ class VmBaseline(Vm, frozen=True, gc=False, kw_only=True):
 class VmA(VmBaseline, frozen=True, gc=False, kw_only=True):
     """A VM of generation A (`GET /vms/v3`): the baseline's shape, balances in USDC."""
 
-    reserved_balance: Amount | None = wire(default=None, name="reservedBalance")
-    total_spent: Amount | None = wire(default=None, name="totalSpent")
+    reserved_balance_sent: _BALANCE_VALUE = wire(default=None, name="reservedBalance")
+    total_spent_sent: _BALANCE_VALUE = wire(default=None, name="totalSpent")
     generation: str = wire(default="a", name="-generation")
 
 
@@ -713,7 +767,7 @@ class VmB(Vm, frozen=True, gc=False, kw_only=True):
     id: _VM_ID = wire(name="id")
     name: _TEXT | None = wire(default=None, name="name")
     status: Status = wire(default=_NO_STATUS, name="status")
-    created_at: Timestamp | None = wire(default=None, name="createdAt")
+    created_at_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="createdAt")
     generation: str = wire(default="b", name="-generation")
     price_hourly_usd: Amount | None = wire(default=None, name="priceHourlyUsd")
     price_monthly_usd: Amount | None = wire(default=None, name="priceMonthlyUsd")
@@ -723,11 +777,11 @@ class VmB(Vm, frozen=True, gc=False, kw_only=True):
     cluster_id: str | None = wire(default=None, name="clusterId")
     allowed_actions: tuple[str, ...] = wire(default=(), name="allowedActions")
     restart_required: bool | None = wire(default=None, name="restartRequired")
-    updated_at: Timestamp | None = wire(default=None, name="updatedAt")
-    ready_since: Timestamp | None = wire(default=None, name="readySince")
-    last_paid_at: Timestamp | None = wire(default=None, name="lastPaidAt")
-    paid_until: Timestamp | None = wire(default=None, name="paidUntil")
-    terminated_at: Timestamp | None = wire(default=None, name="terminatedAt")
+    updated_at_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="updatedAt")
+    ready_since_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="readySince")
+    last_paid_at_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="lastPaidAt")
+    paid_until_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="paidUntil")
+    terminated_at_sent: _TIMESTAMP_TEXT | None = wire(default=None, name="terminatedAt")
     public_ip_id: _TEXT | None = wire(default=None, name="publicIp")
     boot_disk: _TEXT | None = wire(default=None, name="bootDisk")
     data_disks: tuple[str, ...] = wire(default=(), name="dataDisks")
@@ -803,14 +857,16 @@ def _money(obj: Mapping, name: str, *, required: bool, micro_if_integer: bool = 
         raise _bad(f"the field {name!r} is not an amount of money") from None
 
 
-def _timestamp(obj: Mapping, name: str) -> datetime | None:
+def _timestamp_text(obj: Mapping, name: str) -> str | None:
+    """A timestamp as sent, once parse_timestamp has read it."""
     value = obj.get(name)
     if value is None:
         return None
     try:
-        return parse_timestamp(value)
+        parse_timestamp(value)
     except ValueError:
         raise _bad(f"the field {name!r} is not a valid timestamp") from None
+    return value
 
 
 def parse_resource(obj: object) -> Resource:
@@ -828,7 +884,8 @@ def parse_resource(obj: object) -> Resource:
         if name not in obj:
             continue
         try:
-            sent[name] = parse_quantity(obj[name])
+            parse_quantity(obj[name])
+            sent[name] = obj[name]  # kept as sent, like the decoder keeps it (Resource.quantity reads it)
         except OutOfRange:
             if name == chosen:
                 raise _bad(f"the {type_[:40]!r} resource has a quantity beyond any plausible one") from None
@@ -1007,7 +1064,7 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
     if price_per_epoch is None and "pricePerEpoch" not in obj:
         read.note("pricePerEpoch", "the field 'pricePerEpoch' is missing")
     # Balances: digit-only strings are micro-USDC in the baseline only; generation A sends USDC.
-    balance = _micro_amount if generation == "baseline" else _amount
+    balance = _balance_as_sent(_micro_amount if generation == "baseline" else _amount)
     try:
         datacenter = parse_datacenter(obj.get("datacenter"), problems)
     except BadResponse as error:
@@ -1018,10 +1075,10 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
         name=read(_optional_str, "vmName") or None,
         status=status_of(read(_optional_str, "status") or ""),
         price_per_epoch=price_per_epoch,
-        reserved_balance=read(balance, "reservedBalance"),
-        total_spent=read(balance, "totalSpent"),
-        created_at=read(_timestamp, "createdAt"),
-        next_billing_at=read(_timestamp, "nextBillingAt"),
+        reserved_balance_sent=read(balance, "reservedBalance"),
+        total_spent_sent=read(balance, "totalSpent"),
+        created_at_sent=read(_timestamp_text, "createdAt"),
+        next_billing_at_sent=read(_timestamp_text, "nextBillingAt"),
         os_image=read(_optional_str, "osImage") or None,
         datacenter=datacenter,
         public_ip=read(_optional_str, "publicIp") or None,
@@ -1034,6 +1091,15 @@ def _parse_2025_vm(obj: Mapping, locations: Mapping, generation: str = "baseline
 
 def _parse_a_vm(obj: Mapping, locations: Mapping) -> Vm:
     return _parse_2025_vm(obj, locations, "a")
+
+
+def _balance_as_sent(read_amount):
+    """A balance reader that keeps the value as sent once `read_amount` has read it (Vm reads it again)."""
+
+    def read(obj: Mapping, name: str) -> int | str | None:
+        return None if read_amount(obj, name) is None else obj[name]
+
+    return read
 
 
 def _amount(obj: Mapping, name: str) -> Decimal | None:
@@ -1120,10 +1186,8 @@ def _parse_b_vm(obj: Mapping, locations: Mapping) -> Vm:
         name=read(_optional_str, "name") or None,
         status=status_of(read(_optional_str, "status") or ""),
         price_per_epoch=None,
-        reserved_balance=None,
-        total_spent=None,
-        created_at=read(_timestamp, "createdAt"),
-        next_billing_at=None,
+        created_at_sent=read(_timestamp_text, "createdAt"),
+        next_billing_at_sent=None,
         os_image=None,
         datacenter=locations.get(cluster_id) if cluster_id else None,
         public_ip=address or None,
@@ -1139,11 +1203,11 @@ def _parse_b_vm(obj: Mapping, locations: Mapping) -> Vm:
         cluster_id=cluster_id,
         allowed_actions=allowed,
         restart_required=read(_optional_bool, "restartRequired"),
-        updated_at=read(_timestamp, "updatedAt"),
-        ready_since=read(_timestamp, "readySince"),
-        last_paid_at=read(_timestamp, "lastPaidAt"),
-        paid_until=read(_timestamp, "paidUntil"),
-        terminated_at=read(_timestamp, "terminatedAt"),
+        updated_at_sent=read(_timestamp_text, "updatedAt"),
+        ready_since_sent=read(_timestamp_text, "readySince"),
+        last_paid_at_sent=read(_timestamp_text, "lastPaidAt"),
+        paid_until_sent=read(_timestamp_text, "paidUntil"),
+        terminated_at_sent=read(_timestamp_text, "terminatedAt"),
         public_ip_id=read(_optional_str, "publicIp") or None,
         boot_disk=read(_optional_str, "bootDisk") or None,
         data_disks=read(_texts, "dataDisks", ()),
