@@ -431,8 +431,10 @@ def _balance_of(value: int | str | None, micro: bool) -> Decimal | None:
     return None if value is None else parse_money(value, micro_if_integer=micro)
 
 
+@lru_cache(maxsize=16384)
 def _instant(text: str | None) -> datetime | None:
-    """A timestamp as sent, read (a parser has checked it: it reads)."""
+    """A timestamp as sent, read (a parser has checked it: it reads). A page reads a row's times several
+    times, and the same VMs on every refresh: each text is read once."""
     return None if text is None else parse_timestamp(text)
 
 
