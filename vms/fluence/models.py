@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -383,8 +383,10 @@ class Gigabytes(Decimal):
 _TEXT = Annotated[str, Meta(min_length=1)]
 _TRIMMED = Annotated[str, Meta(pattern=r"\A\S(?:.*\S)?\Z")]
 _UPPER_CODE = Annotated[str, Meta(pattern=r"\A[A-Z]*\Z")]
-_RESOURCE_TYPE = Annotated[str, Meta(pattern=r"\A[A-Z0-9_]+\Z")]
-_PROTOCOL = Annotated[str, Meta(pattern=r"\A[a-z0-9]+\Z")]
+# The documented resource types and port protocols, as a set the decoder looks up (a pattern would cost a
+# regular expression per resource); another type or spelling goes the long way.
+_RESOURCE_TYPE = Literal["VCPU", "RAM", "STORAGE", "PUBLIC_IP", "NETWORK_BANDWIDTH", "GPU"]
+_PROTOCOL = Literal["tcp", "udp", "sctp"]
 _VM_ID = Annotated[str, Meta(pattern=rf"\A(?:{VM_ID_PATTERN})\Z")]
 _COUNT = Annotated[int, Meta(gt=-int(QUANTITY.below), lt=int(QUANTITY.below))]
 # A timestamp and a quantity are kept as sent and read when asked for (most are never shown: a page shows
