@@ -32,3 +32,10 @@ def meta_for(user) -> RequestMeta:
         user_agent="t",
         request_id="",
     )
+
+
+def deletion_rows():
+    """The audit rows of VM deletions (the trail also holds the key events the factories' keys write)."""
+    from vms.models import DeletionEvent
+
+    return DeletionEvent.objects.filter(action=DeletionEvent.Action.VM_DELETE)

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import deletion_rows
 from vms import selectors, services
 from vms.models import ApiKey, DeletionEvent, KeyShare
 
@@ -199,7 +200,7 @@ def test_delete_dialog(world, role, status, text):
         assert response.status_code == status
     if text:
         assert text in response.content.decode()
-    assert deletes(world) == 0 and DeletionEvent.objects.count() == 0
+    assert deletes(world) == 0 and deletion_rows().count() == 0
 
 
 @pytest.mark.parametrize(
@@ -220,10 +221,10 @@ def test_delete_post(world, role, status, upstream_deletes):
         assert response["Location"].startswith(reverse("login"))
     assert deletes(world) == upstream_deletes
     if not upstream_deletes:
-        assert DeletionEvent.objects.count() == 0
+        assert deletion_rows().count() == 0
         return
     actor = world.users[role]
-    intent, outcome = DeletionEvent.objects.order_by("pk")
+    intent, outcome = deletion_rows().order_by("pk")
     assert outcome.outcome == "succeeded"
     for row in (intent, outcome):
         assert (row.actor_username, row.actor_id) == (actor.get_username(), str(actor.pk))
@@ -236,7 +237,7 @@ def test_an_operator_deletes_through_htmx_and_the_audit_names_them(world):
     response = client.post(delete_url(world.shared_key, vm), {"confirm": vm["vmName"]}, **HX)
     assert response.status_code == 200 and 'class="outcome-succeeded"' in response.content.decode()
     assert world.sandbox.state.request_count(method="DELETE", key=SHARED) == 1
-    assert set(DeletionEvent.objects.values_list("actor_username", flat=True)) == {"otto"}
+    assert set(deletion_rows().values_list("actor_username", flat=True)) == {"otto"}
     # And the operator reads that row on the audit page, like everyone who sees the key.
     assert vm["id"] in client.get(reverse("vms:audit")).content.decode()
 
@@ -270,11 +271,9 @@ def test_bulk_delete(world, role, confirm, upstream_deletes, skipped):
         if role == "operator":
             assert "Production (…prod) · ops-anna" in body
     assert deletes(world) == upstream_deletes
-    assert DeletionEvent.objects.filter(kind="intent").count() == upstream_deletes
+    assert deletion_rows().filter(kind="intent").count() == upstream_deletes
     if role == "operator":
-        assert set(DeletionEvent.objects.values_list("vm_id", "actor_username")) == {
-            (shared_vm["id"], "otto")
-        }
+        assert set(deletion_rows().values_list("vm_id", "actor_username")) == {(shared_vm["id"], "otto")}
 
 
 # --- the audit trail ------------------------------------------------------------------------------------
@@ -438,7 +437,7 @@ def test_guessed_ids_of_vms_and_keys_belonging_to_others_are_404(world, role):
         ).status_code
         == 404
     )
-    assert deletes(world) == 0 and DeletionEvent.objects.count() == 0
+    assert deletes(world) == 0 and deletion_rows().count() == 0
     assert ApiKey.objects.count() == 3 and KeyShare.objects.count() == 2
 
 
@@ -467,7 +466,7 @@ def test_unsharing_stops_an_operator_on_the_next_request(world):
 
     response = client.post(delete_url(world.shared_key, vm), {"confirm": vm["vmName"]}, **HX)
     assert response.status_code == 404
-    assert deletes(world) == 0 and DeletionEvent.objects.count() == 0
+    assert deletes(world) == 0 and deletion_rows().count() == 0
 
 
 def test_demoting_an_operator_to_viewer_stops_deleting_on_the_next_request(world):
@@ -483,7 +482,7 @@ def test_demoting_an_operator_to_viewer_stops_deleting_on_the_next_request(world
         reverse("vms:bulk_delete"), {"vm": [f"{world.shared_key.pk}:{vm['id']}"], "confirm": "1"}
     )
     assert "you may not delete VMs of this account" in bulk.content.decode()
-    assert deletes(world) == 0 and DeletionEvent.objects.count() == 0
+    assert deletes(world) == 0 and deletion_rows().count() == 0
 
 
 # --- the rule itself ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import ALICE_KEY, OPS_KEY
+from tests.factories import ALICE_KEY, OPS_KEY, deletion_rows
 from vms import services
 from vms.audit import attempts_needing_reconciliation, deletion_events_for_user, events_for_vm
 from vms.fluence.models import parse_vm
@@ -94,11 +94,16 @@ def make_attempt(key, actor, *, outcome="succeeded", at=None, **fields):
     return intent, result
 
 
+# The key fixtures write "key added" events: these tests read the deletion lines and rows.
+DELETION_LINE = (
+    r'<tr class="audit-row[^"]*" data-correlation-id="([0-9a-f-]+)" data-outcome="[^"]*" '
+    r'data-action="vm_delete"'
+)
+
+
 def rows_of(response) -> list[str]:
-    """The correlation ids of the table rows shown, top to bottom."""
-    return re.findall(
-        r'<tr class="audit-row[^"]*" data-correlation-id="([0-9a-f-]+)"', response.content.decode()
-    )
+    """The correlation ids of the deletion lines shown, top to bottom."""
+    return re.findall(DELETION_LINE, response.content.decode())
 
 
 def csv_rows(response) -> list[dict[str, str]]:
@@ -106,7 +111,8 @@ def csv_rows(response) -> list[dict[str, str]]:
 
 
 def csv_rows_of(body: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(body.decode())))
+    """The exported rows of deletions."""
+    return [row for row in csv.DictReader(io.StringIO(body.decode())) if row["action"] == "vm_delete"]
 
 
 # --- anonymous --------------------------------------------------------------------------------------
@@ -177,7 +183,7 @@ def test_someone_else_sees_nothing_of_them(client, other_user, user, alice_key):
     response = client.get(AUDIT)
     assert response.status_code == 200
     assert rows_of(response) == []
-    assert "No deletions recorded that you may see." in response.content.decode()
+    assert "No events recorded that you may see." in response.content.decode()
     assert "Production" not in response.content.decode()  # not even in the account filter
     # Not by guessing filters either.
     assert rows_of(client.get(AUDIT, {"account": str(alice_key.pk)})) == []
@@ -205,9 +211,10 @@ def test_selector_rules(user, other_user, auditor, alice_key, mallory_key):
     # Alice acting on a key she no longer sees (e.g. a share that was withdrawn) still sees her action.
     acted, _ = make_attempt(mallory_key, user, outcome=None)
     theirs, _ = make_attempt(mallory_key, other_user, outcome=None)
-    assert set(deletion_events_for_user(user=user)) == {mine, acted}
-    assert set(deletion_events_for_user(user=other_user)) == {acted, theirs}
-    assert set(deletion_events_for_user(user=auditor)) == {mine, acted, theirs}
+    deletions = DeletionEvent.Action.VM_DELETE
+    assert set(deletion_events_for_user(user=user).filter(action=deletions)) == {mine, acted}
+    assert set(deletion_events_for_user(user=other_user).filter(action=deletions)) == {acted, theirs}
+    assert set(deletion_events_for_user(user=auditor).filter(action=deletions)) == {mine, acted, theirs}
     from django.contrib.auth.models import AnonymousUser
 
     assert list(deletion_events_for_user(user=AnonymousUser())) == []
@@ -216,13 +223,14 @@ def test_selector_rules(user, other_user, auditor, alice_key, mallory_key):
 def test_newest_first_and_paginated_by_100(alice_client, user, alice_key):
     start = timezone.now() - timedelta(days=1)
     events = [make_event(alice_key, user, created_at=start + timedelta(minutes=i)) for i in range(105)]
-    first = alice_client.get(AUDIT)
+    deletions = {"action": "vm_delete"}  # without the key fixture's "key added" line
+    first = alice_client.get(AUDIT, deletions)
     shown = rows_of(first)
     assert len(shown) == 100
     assert shown[0] == str(events[-1].correlation_id)
     body = first.content.decode()
-    assert "Page 1 of 2" in body and 'href="/audit/?page=2"' in body
-    second = rows_of(alice_client.get(AUDIT, {"page": "2"}))
+    assert "Page 1 of 2" in body and 'href="/audit/?action=vm_delete&amp;page=2"' in body
+    second = rows_of(alice_client.get(AUDIT, {**deletions, "page": "2"}))
     assert second == [str(event.correlation_id) for event in reversed(events[:5])]
 
 
@@ -403,27 +411,28 @@ def test_each_attempt_says_its_outcome_when_and_fluences_status(alice_client, us
 
     body = alice_client.get(AUDIT).content.decode()
     assert len(rows_of_body(body)) == 5
-    # Asked, actor, account, VM, outcome (and when), upstream, message, request id, rows link.
+    # Asked, actor, action, account, VM, outcome (and when), upstream, message, request id, rows link.
     ok = cells_of(line_of(body, with_status.correlation_id))
-    assert ok[0] == "2025-04-10 12:00:00 UTC" and ok[1] == "alice" and ok[2] == "Production …tion"
-    assert ok[3] == f"web-1 {VM_A}"
-    assert ok[4] == "Succeeded 12:00:02" and ok[5] == "204"
-    assert ok[7] == with_status.request_id
-    assert cells_of(line_of(body, no_status.correlation_id))[4:6] == ["Succeeded 12:01:02", "accepted"]
+    assert ok[0] == "2025-04-10 12:00:00 UTC" and ok[1] == "alice" and ok[2] == "VM deleted"
+    assert ok[3] == "Production …tion"
+    assert ok[4] == f"web-1 {VM_A}"
+    assert ok[5] == "Succeeded 12:00:02" and ok[6] == "204"
+    assert ok[8] == with_status.request_id
+    assert cells_of(line_of(body, no_status.correlation_id))[5:7] == ["Succeeded 12:01:02", "accepted"]
     failed_cells = cells_of(line_of(body, failed.correlation_id))
-    assert failed_cells[4:7] == ["Failed 12:02:02", "401", "Fluence refused this API key (HTTP 401)"]
-    assert cells_of(line_of(body, unknown.correlation_id))[4:6] == ["Unknown 12:03:02", "no answer"]
-    assert cells_of(line_of(body, pending.correlation_id))[4:6] == ["Pending", "pending"]
+    assert failed_cells[5:8] == ["Failed 12:02:02", "401", "Fluence refused this API key (HTTP 401)"]
+    assert cells_of(line_of(body, unknown.correlation_id))[5:7] == ["Unknown 12:03:02", "no answer"]
+    assert cells_of(line_of(body, pending.correlation_id))[5:7] == ["Pending", "pending"]
 
 
 def rows_of_body(body: str) -> list[str]:
-    return re.findall(r'<tr class="audit-row[^"]*" data-correlation-id="([0-9a-f-]+)"', body)
+    return re.findall(DELETION_LINE, body)
 
 
 def test_an_outcome_on_another_day_shows_its_date(alice_client, user, alice_key):
     at = datetime(2025, 4, 10, 23, 59, 59, tzinfo=UTC)
     intent, _ = make_attempt(alice_key, user, at=at)
-    assert cells_of(line_of(alice_client.get(AUDIT).content.decode(), intent.correlation_id))[4] == (
+    assert cells_of(line_of(alice_client.get(AUDIT).content.decode(), intent.correlation_id))[5] == (
         "Succeeded 2025-04-11 00:00:00 UTC"
     )
 
@@ -444,8 +453,8 @@ def test_a_reconciled_attempt_shows_its_latest_outcome(alice_client, user, alice
     )
     body = alice_client.get(AUDIT).content.decode()
     cells = cells_of(line_of(body, intent.correlation_id))
-    assert cells[4].startswith("Succeeded") and cells[4].endswith("by reconciliation")
-    assert cells[5] == "accepted" and cells[6] == "Fluence no longer lists this VM."
+    assert cells[5].startswith("Succeeded") and cells[5].endswith("by reconciliation")
+    assert cells[6] == "accepted" and cells[7] == "Fluence no longer lists this VM."
     assert len(rows_of_body(body)) == 1
 
 
@@ -479,15 +488,16 @@ def test_the_attempt_view_through_htmx_is_the_table_with_its_rows(alice_client, 
 def test_paging_counts_attempts(alice_client, user, alice_key):
     start = timezone.now() - timedelta(days=1)
     intents = [make_attempt(alice_key, user, at=start + timedelta(minutes=i))[0] for i in range(105)]
-    first = alice_client.get(AUDIT)
+    deletions = {"action": "vm_delete"}  # without the key fixture's "key added" line
+    first = alice_client.get(AUDIT, deletions)
     body = first.content.decode()
     assert len(rows_of(first)) == 100 and rows_of(first)[0] == str(intents[-1].correlation_id)
-    assert '<strong id="audit-count">105</strong> attempts' in body
-    assert "Page 1 of 2 (attempts 1\N{EN DASH}100)" in body
-    second = rows_of(alice_client.get(AUDIT, {"page": "2"}))
+    assert '<strong id="audit-count">105</strong> events' in body
+    assert "Page 1 of 2 (events 1\N{EN DASH}100)" in body
+    second = rows_of(alice_client.get(AUDIT, {**deletions, "page": "2"}))
     assert second == [str(intent.correlation_id) for intent in reversed(intents[:5])]
     # Filters page on attempts too.
-    filtered = alice_client.get(AUDIT, {"outcome": "succeeded", "page": "2"})
+    filtered = alice_client.get(AUDIT, {**deletions, "outcome": "succeeded", "page": "2"})
     assert len(rows_of(filtered)) == 5
     assert len(csv_rows(alice_client.get(EXPORT))) == 210
 
@@ -521,7 +531,7 @@ def test_the_export_is_unchanged_every_row_with_the_same_columns(alice_client, u
     assert body.splitlines()[0] == (
         "created_at_utc,correlation_id,kind,outcome,source,actor_username,actor_id,client_ip,user_agent,"
         "request_id,key_id,key_label,key_fingerprint,key_owner_username,base_url,vm_id,vm_name,"
-        "upstream_status,message,vm_snapshot"
+        "upstream_status,message,vm_snapshot,action,details"
     )
     rows = csv_rows_of(body.encode())
     expected = [
@@ -544,7 +554,7 @@ def test_export_has_a_header_and_every_column(alice_client, user, alice_key):
     response = alice_client.get(EXPORT)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    assert re.fullmatch(r'attachment; filename="deletions-\d{8}-\d{6}\.csv"', response["Content-Disposition"])
+    assert re.fullmatch(r'attachment; filename="audit-\d{8}-\d{6}\.csv"', response["Content-Disposition"])
     rows = csv_rows(response)
     assert [row["kind"] for row in rows] == ["outcome", "intent"]
     row = rows[1]
@@ -607,7 +617,7 @@ def test_events_for_vm_is_per_key_case_insensitive_and_obeys_access(user, other_
 def test_vm_history_include_renders_the_events_or_nothing(user, alice_key):
     intent, outcome = make_attempt(alice_key, user, outcome="failed", message="Fluence does not know this VM")
     html = render_to_string("vms/_vm_history.html", {"events": [outcome, intent]})
-    assert "Deletion history" in html
+    assert "History" in html
     assert "alice asked Fluence to delete it" in html
     assert "Failed" in html and "Fluence does not know this VM" in html
     assert f"/audit/?vm={VM_A}" in html
@@ -675,7 +685,7 @@ def test_admin_refuses_add_change_and_delete(admin_client_with_trail):
     )
     intent.refresh_from_db()
     assert intent.message == ""
-    assert DeletionEvent.objects.count() == 2
+    assert deletion_rows().count() == 2
 
 
 # --- what a deletion records: the person's address, and a bounded copy of Fluence's VM ------------------
@@ -711,7 +721,7 @@ def test_a_deletion_behind_proxies_records_the_persons_address(
         HTTP_X_FORWARDED_FOR=forwarded,
     )
     assert response.status_code == 302
-    rows = list(DeletionEvent.objects.values_list("kind", "client_ip"))
+    rows = list(deletion_rows().values_list("kind", "client_ip"))
     assert sorted(rows) == [("intent", recorded), ("outcome", recorded)]
     exported = csv_rows(alice_client.get(EXPORT))
     assert [row["client_ip"] for row in exported] == [recorded or ""] * 2
@@ -723,7 +733,7 @@ def _delete_with_fluence_mocked(api_key, raw: dict) -> list[DeletionEvent]:
         mock.delete(f"{api_key.base_url}/vms/v3", json={})
         result = services.vm_delete(user=api_key.owner, api_key=api_key, vm=parse_vm(raw), meta=META)
     assert result.succeeded
-    return list(DeletionEvent.objects.order_by("pk"))
+    return list(deletion_rows().order_by("pk"))
 
 
 def _json_bytes(value) -> int:

@@ -7,9 +7,8 @@ import time
 import pytest
 from django.urls import reverse
 
-from tests.factories import OPS_KEY, meta_for
+from tests.factories import OPS_KEY, deletion_rows, meta_for
 from vms import deletion_jobs, services
-from vms.models import DeletionEvent
 
 HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/"}
 
@@ -42,7 +41,7 @@ def test_a_job_goes_from_waiting_to_each_outcome_as_it_is_heard(user, api_key, s
     before = deletion_jobs.deletion_job_for(user=user, job_id=job_id)
     assert (before.total, before.finished_count, before.over) == (3, 0, False)
     assert {item.outcome for item in before.items} == {"waiting"}
-    assert sandbox.state.request_count(method="DELETE") == 0 and DeletionEvent.objects.count() == 0
+    assert sandbox.state.request_count(method="DELETE") == 0 and deletion_rows().count() == 0
 
     seen = []
     save = deletion_jobs._save
@@ -62,8 +61,8 @@ def test_a_job_goes_from_waiting_to_each_outcome_as_it_is_heard(user, api_key, s
     assert [item.outcome for item in after.items] == ["succeeded"] * 3
     assert all("Fluence accepted the deletion" in item.message for item in after.items)
     # The services wrote the audit as for any deletion: an intent and an outcome row per VM.
-    assert DeletionEvent.objects.filter(kind="intent").count() == 3
-    assert DeletionEvent.objects.filter(kind="outcome", outcome="succeeded").count() == 3
+    assert deletion_rows().filter(kind="intent").count() == 3
+    assert deletion_rows().filter(kind="outcome", outcome="succeeded").count() == 3
 
 
 @pytest.mark.django_db
@@ -188,4 +187,4 @@ class TestInARealThread:
             time.sleep(0.1)
             progress = deletion_jobs.deletion_job_for(user=user, job_id=job_id)
         assert progress.done and [item.outcome for item in progress.items] == ["succeeded"] * 3
-        assert DeletionEvent.objects.filter(kind="outcome", outcome="succeeded").count() == 3
+        assert deletion_rows().filter(kind="outcome", outcome="succeeded").count() == 3

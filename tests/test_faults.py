@@ -7,8 +7,9 @@ import time
 import pytest
 from django.urls import reverse
 
+from tests.factories import deletion_rows
 from vms import fetching, resilience, selectors, services, vm_cache
-from vms.models import ApiKey, DeletionEvent
+from vms.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
@@ -151,8 +152,8 @@ def test_delete_under_each_fault_is_audited_and_never_retried(
     label = {"unknown": "Outcome unknown", "failed": "Failed", "succeeded": "Deleting"}[expected]
     assert label in response.content.decode()
     assert sandbox.state.request_count(method="DELETE", path="/vms/v3") == 1  # never retried
-    intent = DeletionEvent.objects.get(kind="intent")
-    outcome = DeletionEvent.objects.get(kind="outcome")
+    intent = deletion_rows().get(kind="intent")
+    outcome = deletion_rows().get(kind="outcome")
     assert intent.correlation_id == outcome.correlation_id
     assert outcome.outcome == expected
     assert outcome.message
@@ -233,7 +234,7 @@ def test_a_429_cools_the_key_down_without_sleeping(
     assert response.status_code == 400
     assert "Nothing was sent" in response.content.decode()
     assert sandbox.state.request_count(method="DELETE") == 0
-    assert DeletionEvent.objects.count() == 0
+    assert deletion_rows().count() == 0
 
 
 # --- single flight ----------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ import responses
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from tests.factories import deletion_rows
 from vms import selectors, services, vm_cache
 from vms.fluence.client import FluenceClient
-from vms.models import ApiKey, DeletionEvent
+from vms.models import ApiKey
 from vms.services import RequestMeta
 
 META = RequestMeta(actor_username="alice", actor_id="1", client_ip=None, user_agent="test", request_id="r1")
@@ -114,7 +115,7 @@ def test_terminate_sends_exactly_one_post_and_is_audited(user, sandbox):
     assert outcome.succeeded
     assert sandbox.state.request_count(method="POST", key=key) == 1
     assert sandbox.state.request_count(method="POST", path=f"/v2/vms/{vm.id}/terminate", key=key) == 1
-    outcomes = DeletionEvent.objects.filter(vm_id=vm.id).values_list("kind", "outcome")
+    outcomes = deletion_rows().filter(vm_id=vm.id).values_list("kind", "outcome")
     assert sorted(outcomes) == [("intent", ""), ("outcome", "succeeded")]
     # Terminating, then terminated, and still listed: never offered for deletion again.
     listed = FluenceClient(base_url=sandbox.url, api_key=key, generation="b").list_vms()
@@ -132,7 +133,7 @@ def test_a_read_only_key_is_told_so_and_the_audit_says_failed(user, sandbox):
     outcome = services.vm_delete(user=api_key.owner, api_key=api_key, vm=vm, meta=META)
 
     assert outcome.outcome == "failed" and "read-only" in outcome.message
-    assert DeletionEvent.objects.get(vm_id=vm.id, kind="outcome").upstream_status == 403
+    assert deletion_rows().get(vm_id=vm.id, kind="outcome").upstream_status == 403
 
 
 @pytest.mark.django_db
@@ -145,7 +146,7 @@ def test_a_vm_fluence_does_not_allow_to_terminate_is_refused_before_anything_is_
         services.vm_delete(user=api_key.owner, api_key=api_key, vm=vm, meta=META)
 
     assert sandbox.state.request_count(method="POST", key=key) == 0
-    assert not DeletionEvent.objects.exists()
+    assert not deletion_rows().exists()
 
 
 @pytest.mark.django_db
@@ -225,10 +226,10 @@ def test_bulk_delete_of_one_key_is_one_call_where_the_api_takes_many(user, sandb
     assert [result.vm_id for result in results] == [vm.id for vm in vms]
     assert all(result.succeeded for result in results)
     assert sandbox.state.request_count(method="DELETE", key=key) == deletes
-    rows = DeletionEvent.objects.values_list("vm_id", "kind", "outcome")
+    rows = deletion_rows().values_list("vm_id", "kind", "outcome")
     for vm in vms:  # every VM keeps its own intent and outcome
         assert sorted(kind for vm_id, kind, _ in rows if vm_id == vm.id) == ["intent", "outcome"]
-    assert len({row.correlation_id for row in DeletionEvent.objects.all()}) == 3
+    assert len({row.correlation_id for row in deletion_rows().all()}) == 3
 
 
 @pytest.mark.django_db
@@ -242,4 +243,4 @@ def test_a_vm_already_being_deleted_is_left_out_of_the_one_call(user, sandbox):
 
     assert [result.outcome for result in results] == ["succeeded", "not_attempted", "succeeded"]
     assert sandbox.state.request_count(method="DELETE", key=key) == 1
-    assert not DeletionEvent.objects.filter(vm_id=vms[1].id).exists()
+    assert not deletion_rows().filter(vm_id=vms[1].id).exists()

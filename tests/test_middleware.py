@@ -18,8 +18,7 @@ from fluence_portal.middleware import (
     RequestIdMiddleware,
     current_request_id,
 )
-from tests.factories import OPS_KEY
-from vms.models import DeletionEvent
+from tests.factories import OPS_KEY, deletion_rows
 
 LOGIN = "/accounts/login/"
 
@@ -108,7 +107,7 @@ def test_the_audit_rows_of_a_deletion_carry_the_id_of_its_request(alice_client, 
     )
 
     assert response["X-Request-ID"] == "proxy-req-audit-01"
-    assert set(DeletionEvent.objects.values_list("kind", "request_id")) == {
+    assert set(deletion_rows().values_list("kind", "request_id")) == {
         ("intent", "proxy-req-audit-01"),
         ("outcome", "proxy-req-audit-01"),
     }

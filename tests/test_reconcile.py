@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from tests.factories import OPS_KEY
+from tests.factories import OPS_KEY, deletion_rows
 from vms import services
 from vms.models import DeletionEvent
 
@@ -67,9 +67,7 @@ def reconcile(*args) -> str:
 
 def outcomes_of(intent) -> list[DeletionEvent]:
     return list(
-        DeletionEvent.objects.filter(correlation_id=intent.correlation_id, kind="outcome").order_by(
-            "created_at"
-        )
+        deletion_rows().filter(correlation_id=intent.correlation_id, kind="outcome").order_by("created_at")
     )
 
 
@@ -154,9 +152,9 @@ def test_a_deleted_key_is_reported_and_skipped(api_key, sandbox):
 def test_dry_run_appends_nothing(api_key, present_vm):
     gone = make_intent(api_key, vm_id=GONE_VM)
     present = make_intent(api_key, vm_id=present_vm["id"], minutes_ago=90)
-    before = DeletionEvent.objects.count()
+    before = deletion_rows().count()
     output = reconcile("--dry-run")
-    assert DeletionEvent.objects.count() == before
+    assert deletion_rows().count() == before
     assert "would append 1 succeeded and 1 failed" in output
     assert str(gone.correlation_id) in output and str(present.correlation_id) in output
 

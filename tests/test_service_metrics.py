@@ -504,3 +504,34 @@ def test_make_api_key_is_counted_as_an_add(user, sandbox, metrics_on):
         assert after.value(actions, action="apikey_add", outcome=outcome) == (
             before.value(actions, action="apikey_add", outcome=outcome) + 1
         )
+
+
+def test_vm_actions_count_their_outcomes_and_calls(user, sandbox, metrics_on):
+    from tests.factories import meta_for
+    from vms import selectors
+
+    secret = "sbx_b_metrics_actions_01"
+    sandbox.state.configure_account(secret, vm_count=6)
+    api_key = make_api_key(user, sandbox, secret=secret, label="Actions")
+    vm_id = next(vm for vm in sandbox.state.vms_for(secret) if "restart" in vm["allowedActions"])["id"]
+    vm = selectors.vm_for_user(user=user, key_id=api_key.pk, vm_id=vm_id).vm
+    before = scrape()
+
+    services.vm_rename(user=user, api_key=api_key, vm=vm, name="metric-name", meta=meta_for(user))
+    with pytest.raises(services.ValidationError):
+        services.vm_rename(user=user, api_key=api_key, vm=vm, name="Not Valid", meta=meta_for(user))
+    services.vm_restart(user=user, api_key=api_key, vm=vm, meta=meta_for(user))
+    after = scrape()
+
+    actions = "fluence_portal_actions_total"
+    for action, outcome in (
+        ("vm_rename", "succeeded"),
+        ("vm_rename", "invalid"),
+        ("vm_restart", "succeeded"),
+    ):
+        assert after.value(actions, action=action, outcome=outcome) == (
+            before.value(actions, action=action, outcome=outcome) + 1
+        ), (action, outcome)
+    for operation in ("rename", "restart"):
+        calls = {"operation": operation, "outcome": "200", "generation": "b"}
+        assert upstream_calls(after, sandbox, **calls) == upstream_calls(before, sandbox, **calls) + 1

@@ -8,10 +8,10 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import OPS_KEY as KEY
+from tests.factories import deletion_rows
 from vms import services
 from vms.fluence.client import FluenceClient
 from vms.fluence.models import parse_vm
-from vms.models import DeletionEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +56,7 @@ def test_the_dialog_names_the_vm_and_explains_the_billing(alice_client, api_key,
     ):
         assert expected in body, expected
     assert _deletes(sandbox) == 0
-    assert DeletionEvent.objects.count() == 0
+    assert deletion_rows().count() == 0
 
 
 def test_the_dialog_does_not_count_paid_time_from_billing_data_that_is_out_of_date(
@@ -99,7 +99,7 @@ def test_deleting_with_the_typed_name_calls_fluence_once_and_audits_both_sides(
     assert json.loads(response["HX-Trigger"]) == {"vms-changed": {}}
     assert "Deleting" in response.content.decode()
     assert _deletes(sandbox) == 1
-    intent, outcome = DeletionEvent.objects.order_by("pk")
+    intent, outcome = deletion_rows().order_by("pk")
     assert intent.kind == "intent" and outcome.kind == "outcome" and outcome.outcome == "succeeded"
     assert intent.correlation_id == outcome.correlation_id
     for row in (intent, outcome):
@@ -129,7 +129,7 @@ def test_a_terminated_vm_can_be_deleted(alice_client, api_key, sandbox):
     assert "not billed for new epochs" in body and "is released" in body
     alice_client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]})
     assert _deletes(sandbox) == 1
-    assert DeletionEvent.objects.filter(outcome="succeeded", vm_id=vm["id"]).exists()
+    assert deletion_rows().filter(outcome="succeeded", vm_id=vm["id"]).exists()
 
 
 # --- what must delete nothing --------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def test_a_terminated_vm_can_be_deleted(alice_client, api_key, sandbox):
 def test_a_get_deletes_nothing(alice_client, api_key, sandbox):
     vm = _vm(sandbox)
     alice_client.get(_delete_url(api_key, vm), {"confirm": vm["vmName"]})
-    assert _deletes(sandbox) == 0 and DeletionEvent.objects.count() == 0
+    assert _deletes(sandbox) == 0 and deletion_rows().count() == 0
 
 
 def test_a_missing_csrf_token_deletes_nothing(user, api_key, sandbox):
@@ -147,7 +147,7 @@ def test_a_missing_csrf_token_deletes_nothing(user, api_key, sandbox):
     vm = _vm(sandbox)
     response = client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]})
     assert response.status_code == 403
-    assert _deletes(sandbox) == 0 and DeletionEvent.objects.count() == 0
+    assert _deletes(sandbox) == 0 and deletion_rows().count() == 0
 
 
 @pytest.mark.parametrize("typed", ["", "wrong", " vm-nam", "VM-NAME"])
@@ -156,7 +156,7 @@ def test_a_wrong_typed_name_deletes_nothing(alice_client, api_key, sandbox, type
     response = alice_client.post(_delete_url(api_key, vm), {"confirm": typed}, **HX)
     assert response.status_code == 400
     assert "Nothing was deleted" in response.content.decode()
-    assert _deletes(sandbox) == 0 and DeletionEvent.objects.count() == 0
+    assert _deletes(sandbox) == 0 and deletion_rows().count() == 0
 
 
 def test_another_users_vm_is_a_404_and_deletes_nothing(client, other_user, api_key, sandbox):
@@ -166,14 +166,14 @@ def test_another_users_vm_is_a_404_and_deletes_nothing(client, other_user, api_k
     assert client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]}).status_code == 404
     response = client.post(reverse("vms:bulk_delete"), {"vm": [f"{api_key.pk}:{vm['id']}"], "confirm": "1"})
     assert "not found under your keys" in response.content.decode()
-    assert _deletes(sandbox) == 0 and DeletionEvent.objects.count() == 0
+    assert _deletes(sandbox) == 0 and deletion_rows().count() == 0
 
 
 def test_anonymous_cannot_delete(client, api_key, sandbox):
     vm = _vm(sandbox)
     response = client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]})
     assert response.status_code == 302
-    assert _deletes(sandbox) == 0 and DeletionEvent.objects.count() == 0
+    assert _deletes(sandbox) == 0 and deletion_rows().count() == 0
 
 
 # --- failures: reported in place, never retried ---------------------------------------------------------
@@ -198,9 +198,9 @@ def test_upstream_failures_are_reported_and_not_retried(
     assert response.status_code == 200
     assert text in response.content.decode()
     assert _deletes(sandbox) == 1  # exactly one attempt
-    row = DeletionEvent.objects.get(kind="outcome")
+    row = deletion_rows().get(kind="outcome")
     assert (row.outcome, row.upstream_status) == (outcome, status)
-    assert DeletionEvent.objects.filter(kind="intent").count() == 1
+    assert deletion_rows().filter(kind="intent").count() == 1
 
 
 def test_a_timeout_is_an_unknown_outcome(alice_client, api_key, sandbox, settings):
@@ -210,7 +210,7 @@ def test_a_timeout_is_an_unknown_outcome(alice_client, api_key, sandbox, setting
     sandbox.state.set_faults(latency_ms=800)
     response = alice_client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]}, **HX)
     assert "Outcome unknown" in response.content.decode()
-    assert DeletionEvent.objects.get(kind="outcome").outcome == "unknown"
+    assert deletion_rows().get(kind="outcome").outcome == "unknown"
     assert _deletes(sandbox) == 1
 
 
@@ -221,7 +221,7 @@ def test_a_vm_fluence_no_longer_knows_is_a_failure_with_the_reason(alice_client,
     FluenceClient(base_url=sandbox.url, api_key=KEY).delete_vm(vm["id"])
     response = alice_client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]}, **HX)
     assert "VM not found" in response.content.decode()
-    row = DeletionEvent.objects.get(kind="outcome")
+    row = deletion_rows().get(kind="outcome")
     assert (row.outcome, row.upstream_status) == ("failed", 404)
 
 
@@ -236,7 +236,7 @@ def test_the_intent_row_survives_a_crash_during_the_upstream_call(
     monkeypatch.setattr(FluenceClient, "delete_vms", killed)
     with pytest.raises(SystemExit):
         alice_client.post(_delete_url(api_key, vm), {"confirm": vm["vmName"]})
-    intent = DeletionEvent.objects.get()
+    intent = deletion_rows().get()
     assert intent.kind == "intent" and intent.vm_id == vm["id"]
 
 
@@ -254,9 +254,9 @@ def test_bulk_delete_three_vms(alice_client, api_key, sandbox):
     body = response.content.decode()
     assert body.count('class="outcome-succeeded"') == 3
     assert _deletes(sandbox) == 3
-    assert DeletionEvent.objects.filter(kind="intent").count() == 3
-    assert DeletionEvent.objects.filter(outcome="succeeded").count() == 3
-    assert len(set(DeletionEvent.objects.values_list("correlation_id", flat=True))) == 3
+    assert deletion_rows().filter(kind="intent").count() == 3
+    assert deletion_rows().filter(outcome="succeeded").count() == 3
+    assert len(set(deletion_rows().values_list("correlation_id", flat=True))) == 3
 
 
 def test_bulk_delete_refuses_garbage_references(alice_client, api_key, sandbox):
@@ -280,7 +280,7 @@ def test_a_second_delete_of_the_same_vm_sends_nothing(alice_client, api_key, san
     )
     assert "already accepted its deletion" in bulk.content.decode()
     assert sandbox.state.request_count(method="DELETE") == 1
-    assert DeletionEvent.objects.filter(kind="intent").count() == 1
+    assert deletion_rows().filter(kind="intent").count() == 1
 
 
 def test_a_deletion_under_way_elsewhere_blocks_a_second_one(alice_client, api_key, sandbox):
@@ -290,7 +290,7 @@ def test_a_deletion_under_way_elsewhere_blocks_a_second_one(alice_client, api_ke
     cache.add(f"fluence:deleting-now:{api_key.pk}:{vm['id'].lower()}", "other-request", 30)
     response = _delete(alice_client, api_key, vm)
     assert response.status_code == 400 and "already under way" in response.content.decode()
-    assert sandbox.state.request_count(method="DELETE") == 0 and DeletionEvent.objects.count() == 0
+    assert sandbox.state.request_count(method="DELETE") == 0 and deletion_rows().count() == 0
 
 
 def test_a_vm_id_the_api_cannot_delete_is_refused_before_any_audit_row(user, api_key, sandbox):
@@ -299,7 +299,7 @@ def test_a_vm_id_the_api_cannot_delete_is_refused_before_any_audit_row(user, api
     meta = services.RequestMeta("alice", str(user.pk), "127.0.0.1", "pytest", "req-1")
     with pytest.raises(services.DeletionRefused, match="Nothing was sent"):
         services.vm_delete(user=user, api_key=api_key, vm=parse_vm(raw), meta=meta)
-    assert DeletionEvent.objects.count() == 0 and sandbox.state.request_count(method="DELETE") == 0
+    assert deletion_rows().count() == 0 and sandbox.state.request_count(method="DELETE") == 0
 
 
 def test_words_with_extra_spaces_confirm_as_shown(alice_client, api_key, sandbox):
@@ -314,6 +314,6 @@ def test_an_unknown_outcome_never_advises_trying_again(alice_client, api_key, sa
     alice_client.get(reverse("vms:list"))
     sandbox.state.set_faults(error_rate=1.0, error_status=503)
     _delete(alice_client, api_key, vm)
-    outcome = DeletionEvent.objects.get(kind="outcome")
+    outcome = deletion_rows().get(kind="outcome")
     assert outcome.outcome == "unknown"
     assert "try again" not in outcome.message.lower() and "before deleting again" in outcome.message

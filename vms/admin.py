@@ -21,10 +21,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(DeletionEvent)
 class DeletionEventAdmin(admin.ModelAdmin):
-    """The deletion audit trail, read-only: rows are never added, changed or deleted here."""
+    """The audit trail of every write, read-only: rows are never added, changed or deleted here."""
 
     list_display = [
         "created_at",
+        "action",
         "kind",
         "outcome",
         "actor_username",
@@ -35,7 +36,7 @@ class DeletionEventAdmin(admin.ModelAdmin):
         "upstream_status",
         "source",
     ]
-    list_filter = ["kind", "outcome", "source", "created_at"]
+    list_filter = ["action", "kind", "outcome", "source", "created_at"]
     search_fields = ["actor_username", "key_label", "vm_id", "vm_name", "correlation_id", "request_id"]
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-pk"]

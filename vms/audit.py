@@ -1,4 +1,4 @@
-"""Reads of the deletion audit trail: who sees which rows, the audit page's filters, a VM's history."""
+"""Reads of the audit trail of every write: who sees which rows, the audit page's filters, a VM's history."""
 
 import re
 import uuid
@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, When
 from django.http import QueryDict
 from django.utils import timezone
 
-from vms.models import DeletionEvent
-from vms.permissions import deletion_events_visible_to
+from vms.models import KEY_ACTIONS, VM_ACTIONS, DeletionEvent
+from vms.permissions import audit_events_visible_to
 
 VM_HISTORY_LIMIT = 50
 TEXT_FILTER_MAX = 200
@@ -28,23 +28,41 @@ OUTCOME_CHOICES = [
     (DeletionEvent.Outcome.UNKNOWN.value, "Unknown"),
     (PENDING, "Pending (no outcome yet)"),
 ]
+Action = DeletionEvent.Action
+ACTION_CHOICES = list(Action.choices)
+# What a row acted on: a VM (through Fluence) or an API key (in the portal), encryption keys included.
+TARGET_VM, TARGET_KEY = "vm", "key"
+TARGET_CHOICES = [(TARGET_VM, "VMs"), (TARGET_KEY, "API keys")]
+_TARGET_ACTIONS = {
+    TARGET_VM: sorted(str(action) for action in VM_ACTIONS),
+    TARGET_KEY: sorted(str(action) for action in KEY_ACTIONS),
+}
+# The kinds of row that open a line of the audit page: an intent (its outcome rows follow) or an event.
+_LINE_KINDS = (DeletionEvent.Kind.INTENT, DeletionEvent.Kind.EVENT)
+_OUTCOME_KINDS = (DeletionEvent.Kind.OUTCOME, DeletionEvent.Kind.EVENT)
 
 
-def deletion_events_for_user(*, user) -> QuerySet[DeletionEvent]:
-    """The audit rows this person may read (the rule: vms.permissions.deletion_events_visible_to)."""
-    return deletion_events_visible_to(user=user)
+def audit_events_for_user(*, user) -> QuerySet[DeletionEvent]:
+    """The audit rows this person may read (the rule: vms.permissions.audit_events_visible_to)."""
+    return audit_events_visible_to(user=user)
+
+
+deletion_events_for_user = audit_events_for_user  # its first name
 
 
 def events_for_vm(*, user, key_id: int | str, vm_id: str) -> list[DeletionEvent]:
-    """The deletion history of one VM under one key, newest first, as far as this person may see it."""
+    """The history of one VM under one key (deletions, renames, restarts, ports), newest first, as far as
+    this person may see it."""
     return list(
-        deletion_events_for_user(user=user).filter(key_id=str(key_id), vm_id__iexact=vm_id)[:VM_HISTORY_LIMIT]
+        audit_events_for_user(user=user).filter(key_id=str(key_id), vm_id__iexact=vm_id)[:VM_HISTORY_LIMIT]
     )
 
 
-def attempts_needing_reconciliation(*, older_than: timedelta) -> list[DeletionEvent]:
-    """Intent rows older than `older_than` whose attempt has no outcome, or whose latest outcome is
-    `unknown`: Fluence has to be asked what became of them. Oldest first."""
+def attempts_needing_reconciliation(
+    *, older_than: timedelta, actions=(DeletionEvent.Action.VM_DELETE,)
+) -> list[DeletionEvent]:
+    """Intent rows of these actions older than `older_than` whose attempt has no outcome, or whose latest
+    outcome is `unknown`: Fluence has to be asked what became of them. Oldest first."""
     latest_outcome = (
         DeletionEvent.objects.filter(
             correlation_id=OuterRef("correlation_id"), kind=DeletionEvent.Kind.OUTCOME
@@ -54,7 +72,9 @@ def attempts_needing_reconciliation(*, older_than: timedelta) -> list[DeletionEv
     )
     cutoff = timezone.now() - older_than
     return list(
-        DeletionEvent.objects.filter(kind=DeletionEvent.Kind.INTENT, created_at__lte=cutoff)
+        DeletionEvent.objects.filter(
+            kind=DeletionEvent.Kind.INTENT, created_at__lte=cutoff, action__in=[str(a) for a in actions]
+        )
         .annotate(latest_outcome=Subquery(latest_outcome))
         .filter(Q(latest_outcome__isnull=True) | Q(latest_outcome=DeletionEvent.Outcome.UNKNOWN))
         .order_by("created_at", "pk")
@@ -89,16 +109,20 @@ def unknown_deletions(*, key_ids, vm_id: str | None = None) -> dict[tuple[int, s
     )
     later_attempt = DeletionEvent.objects.filter(
         kind=DeletionEvent.Kind.INTENT,
+        action=DeletionEvent.Action.VM_DELETE,
         key_id=OuterRef("key_id"),
         vm_id=OuterRef("vm_id"),
         created_at__gt=OuterRef("created_at"),
     )
-    ever_unknown = outcomes.filter(key_id__in=key_texts, outcome=DeletionEvent.Outcome.UNKNOWN)
+    ever_unknown = outcomes.filter(
+        key_id__in=key_texts, outcome=DeletionEvent.Outcome.UNKNOWN, action=DeletionEvent.Action.VM_DELETE
+    )
     if vm_id is not None:
         ever_unknown = ever_unknown.filter(vm_id__iexact=vm_id)
     intents = (
         DeletionEvent.objects.filter(
             kind=DeletionEvent.Kind.INTENT,
+            action=DeletionEvent.Action.VM_DELETE,
             key_id__in=key_texts,
             correlation_id__in=ever_unknown.order_by().values("correlation_id"),
         )
@@ -121,11 +145,13 @@ class AuditFilters:
     date_to: date | None = None
     vm: str = ""
     attempt: uuid.UUID | None = None
+    action: str = ""
+    target: str = ""
     # What the person typed, to show back in the form even when it was not usable.
     raw: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
-    FIELDS = ("actor", "account", "outcome", "from", "to", "vm", "attempt")
+    FIELDS = ("actor", "account", "outcome", "from", "to", "vm", "attempt", "action", "target")
 
     @classmethod
     def from_querydict(cls, query: QueryDict) -> "AuditFilters":
@@ -147,6 +173,18 @@ class AuditFilters:
                 values["outcome"] = raw["outcome"]
             else:
                 notes.append("Unknown outcome filter; it was ignored.")
+
+        if raw["action"]:
+            if raw["action"] in dict(ACTION_CHOICES):
+                values["action"] = raw["action"]
+            else:
+                notes.append("Unknown action filter; it was ignored.")
+
+        if raw["target"]:
+            if raw["target"] in dict(TARGET_CHOICES):
+                values["target"] = raw["target"]
+            else:
+                notes.append("Unknown target filter (VMs or API keys); it was ignored.")
 
         dates: dict[str, date] = {}
         for name, label in (("from", "“from”"), ("to", "“to”")):
@@ -183,6 +221,8 @@ class AuditFilters:
             "to": self.date_to.isoformat() if self.date_to else "",
             "vm": self.vm,
             "attempt": str(self.attempt) if self.attempt else "",
+            "action": self.action,
+            "target": self.target,
         }
         return {name: value for name, value in params.items() if value}
 
@@ -208,6 +248,10 @@ class AuditFilters:
             events = events.filter(Q(vm_id__icontains=self.vm) | Q(vm_name__icontains=self.vm))
         if self.attempt:
             events = events.filter(correlation_id=self.attempt)
+        if self.action:
+            events = events.filter(action=self.action)
+        if self.target:
+            events = events.filter(action__in=_TARGET_ACTIONS[self.target])
         return events
 
 
@@ -223,22 +267,29 @@ def attempts_matching(filters: "AuditFilters", events: QuerySet[DeletionEvent]) 
 def attempts_of(events: QuerySet[DeletionEvent]) -> QuerySet[DeletionEvent]:
     """One row per attempt: the intent rows among `events`, each annotated with its latest outcome row
     (`outcome_value`, `outcome_at`, `outcome_status`, `outcome_message`, `outcome_source`; all None while the
-    attempt has none). One SQL statement, whatever the page size."""
+    attempt has none), and the event rows (a change in the portal's database), which are their own outcome.
+    One SQL statement, whatever the page size."""
     latest = DeletionEvent.objects.filter(
         correlation_id=OuterRef("correlation_id"), kind=DeletionEvent.Kind.OUTCOME
     ).order_by("-created_at", "-pk")
-    return events.filter(kind=DeletionEvent.Kind.INTENT).annotate(
-        outcome_value=Subquery(latest.values("outcome")[:1]),
-        outcome_at=Subquery(latest.values("created_at")[:1]),
-        outcome_status=Subquery(latest.values("upstream_status")[:1]),
-        outcome_message=Subquery(latest.values("message")[:1]),
-        outcome_source=Subquery(latest.values("source")[:1]),
+    is_event = Q(kind=DeletionEvent.Kind.EVENT)
+
+    def of_outcome(name: str):
+        return Case(When(is_event, then=F(name)), default=Subquery(latest.values(name)[:1]))
+
+    return events.filter(kind__in=_LINE_KINDS).annotate(
+        outcome_value=of_outcome("outcome"),
+        outcome_at=of_outcome("created_at"),
+        outcome_status=of_outcome("upstream_status"),
+        outcome_message=of_outcome("message"),
+        outcome_source=of_outcome("source"),
     )
 
 
 @dataclass(frozen=True)
 class AttemptLine:
-    """One deletion attempt as the audit page shows it: its intent row and what its latest outcome says."""
+    """One line of the audit page: an attempt (its intent row and what its latest outcome says), or an
+    event row (a change in the portal's own database, its own outcome)."""
 
     intent: DeletionEvent
     outcome: str  # succeeded, failed, unknown, or PENDING while no outcome row exists
@@ -251,7 +302,9 @@ class AttemptLine:
     def of(cls, intent: DeletionEvent) -> "AttemptLine":
         """From an intent row annotated by attempts_of."""
         outcome = intent.outcome_value or PENDING
-        if intent.outcome_status is not None:
+        if intent.kind == DeletionEvent.Kind.EVENT:
+            upstream = "—"  # made in the portal's own database: Fluence was not asked
+        elif intent.outcome_status is not None:
             upstream = str(intent.outcome_status)
         elif outcome == DeletionEvent.Outcome.SUCCEEDED:
             upstream = "accepted"
@@ -274,6 +327,72 @@ class AttemptLine:
             return "Pending"
         return dict(DeletionEvent.Outcome.choices).get(self.outcome, self.outcome)
 
+    @property
+    def action(self) -> str:
+        return self.intent.action or DeletionEvent.Action.VM_DELETE
+
+    @property
+    def action_label(self) -> str:
+        return action_label(self.action)
+
+    @property
+    def is_key_event(self) -> bool:
+        return self.action in KEY_ACTIONS
+
+    @property
+    def change(self) -> str:
+        return change_text(self.intent.details)
+
+
+def action_label(action: str | None) -> str:
+    action = action or DeletionEvent.Action.VM_DELETE
+    return dict(ACTION_CHOICES).get(action, action)
+
+
+_ASKED = {
+    DeletionEvent.Action.VM_DELETE: "asked Fluence to delete it",
+    DeletionEvent.Action.VM_RENAME: "asked Fluence to rename it",
+    DeletionEvent.Action.VM_RESTART: "asked Fluence to restart it",
+    DeletionEvent.Action.VM_SOFT_REBOOT: "asked Fluence to soft-reboot it",
+    DeletionEvent.Action.VM_PORTS: "asked Fluence to change its open ports",
+}
+
+
+def intent_sentence(event: DeletionEvent) -> str:
+    """What an intent row asked, for a VM's history: "asked Fluence to rename it (name: a → b)"."""
+    sentence = _ASKED.get(event.action or DeletionEvent.Action.VM_DELETE, f"asked Fluence: {event.action}")
+    change = change_text(event.details)
+    return f"{sentence} ({change})" if change else sentence
+
+
+def change_text(details) -> str:
+    """What an action changed, as one line of text: "web-1 → web-2", "group ops as operator", "…"."""
+    if not isinstance(details, dict):
+        return ""
+    parts = []
+    for name, value in details.items():
+        if name in ("before", "after"):
+            continue
+        parts.append(f"{name.replace('_', ' ')}: {_plain(value)}")
+    before, after = details.get("before"), details.get("after")
+    if isinstance(before, dict) or isinstance(after, dict):
+        names = list(dict.fromkeys([*(before or {}), *(after or {})]))
+        for name in names:
+            old = _plain((before or {}).get(name))
+            new = _plain((after or {}).get(name))
+            parts.append(f"{name.replace('_', ' ')}: {old} → {new}")
+    return "; ".join(parts)
+
+
+def _plain(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_plain(item) for item in value) if value else "none"
+    if isinstance(value, dict) and set(value) == {"port", "protocol"}:
+        return f"{value['port']}/{value['protocol']}"
+    return str(value)
+
 
 def account_options(*, events: QuerySet[DeletionEvent], limit: int = 2000) -> list[tuple[str, str]]:
     """(key id, "label (…last four)") for each account in these rows; a renamed key lists its labels."""
@@ -287,7 +406,7 @@ def account_options(*, events: QuerySet[DeletionEvent], limit: int = 2000) -> li
 
 
 def _attempts_with_outcome(outcome: str | None = None) -> QuerySet:
-    rows = DeletionEvent.objects.filter(kind=DeletionEvent.Kind.OUTCOME)
+    rows = DeletionEvent.objects.filter(kind__in=_OUTCOME_KINDS)
     if outcome is not None:
         rows = rows.filter(outcome=outcome)
     return rows.order_by().values("correlation_id")

@@ -1,4 +1,4 @@
-"""The deletion audit trail: a filterable page (whole or as its table partial) and a CSV export."""
+"""The audit trail of every write: a filterable page (whole or as its table partial) and a CSV export."""
 
 import csv
 import json
@@ -13,12 +13,14 @@ from django.views.decorators.http import require_GET
 
 from vms import htmx
 from vms.audit import (
+    ACTION_CHOICES,
     OUTCOME_CHOICES,
+    TARGET_CHOICES,
     AttemptLine,
     AuditFilters,
     account_options,
     attempts_matching,
-    deletion_events_for_user,
+    audit_events_for_user,
 )
 from vms.models import DeletionEvent
 
@@ -50,6 +52,16 @@ CSV_COLUMNS = [
             event.vm_snapshot, separators=(",", ":"), sort_keys=True, ensure_ascii=False
         ),
     ),
+    # Last, so that the columns of exports made before them keep their places.
+    ("action", lambda event: event.action or DeletionEvent.Action.VM_DELETE),
+    (
+        "details",
+        lambda event: (
+            ""
+            if event.details is None
+            else json.dumps(event.details, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        ),
+    ),
 ]
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -63,7 +75,7 @@ def csv_safe(value: str) -> str:
 @require_GET
 def audit_list(request: HttpRequest) -> HttpResponse:
     filters = AuditFilters.from_querydict(request.GET)
-    visible = deletion_events_for_user(user=request.user)
+    visible = audit_events_for_user(user=request.user)
     # One line per attempt (its intent row with the latest outcome); the export keeps every row.
     page = Paginator(attempts_matching(filters, visible), PAGE_SIZE).get_page(request.GET.get("page"))
     # One attempt asked for: its rows too, intent and outcomes, oldest first.
@@ -87,6 +99,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         else None,
         "next_url": f"?{filters.querystring(page=page.next_page_number())}" if page.has_next() else None,
         "outcome_choices": OUTCOME_CHOICES,
+        "action_choices": ACTION_CHOICES,
+        "target_choices": TARGET_CHOICES,
         "account_choices": account_choices,
     }
     return htmx.render(request, "vms/audit.html", context, partial="vms/audit.html#audit-table")
@@ -103,7 +117,7 @@ class _Echo:
 @require_GET
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     filters = AuditFilters.from_querydict(request.GET)
-    events = filters.apply(deletion_events_for_user(user=request.user))
+    events = filters.apply(audit_events_for_user(user=request.user))
     writer = csv.writer(_Echo())
 
     def lines():
@@ -112,7 +126,7 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
         for event in events.iterator(chunk_size=1000):
             yield writer.writerow([csv_safe(value(event)) for _, value in CSV_COLUMNS])
 
-    filename = f"deletions-{timezone.now().astimezone(UTC):%Y%m%d-%H%M%S}.csv"
+    filename = f"audit-{timezone.now().astimezone(UTC):%Y%m%d-%H%M%S}.csv"
     return StreamingHttpResponse(
         lines(),
         content_type="text/csv; charset=utf-8",

@@ -65,9 +65,9 @@ CIRCUIT_OPENED = Counter(
 )
 ACTIONS = Counter(
     "fluence_portal_actions_total",
-    "Actions by outcome. vm_delete counts each VM: succeeded, failed, unknown (Fluence did not confirm), "
-    "refused (not sent now) or not_allowed. Key and sharing actions: succeeded, invalid, not_allowed, "
-    "failed.",
+    "Actions by outcome. vm_delete counts each VM, and vm_rename, vm_restart, vm_soft_reboot and vm_ports "
+    "each request: succeeded, failed, unknown (Fluence did not confirm), refused (not sent now), invalid "
+    "(bad input) or not_allowed. Key and sharing actions: succeeded, invalid, not_allowed, failed.",
     ["action", "outcome"],
     registry=REGISTRY,
 )

@@ -1,8 +1,9 @@
 """Database models: the API keys people store to reach their Fluence accounts, their shares, and the
-append-only deletion audit trail."""
+append-only audit trail of every write (VM deletions and actions, key changes)."""
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Value
 
 from vms.fields import EncryptedSecretField
 from vms.fluence.client import GENERATION_LABELS
@@ -52,33 +53,54 @@ class AppendOnlyError(Exception):
 
 class DeletionEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise AppendOnlyError("Deletion audit rows cannot be updated.")
+        raise AppendOnlyError("Audit rows cannot be updated.")
 
     def delete(self):
-        raise AppendOnlyError("Deletion audit rows cannot be deleted.")
+        raise AppendOnlyError("Audit rows cannot be deleted.")
 
     def _raw_delete(self, using):
-        raise AppendOnlyError("Deletion audit rows cannot be deleted.")
+        raise AppendOnlyError("Audit rows cannot be deleted.")
 
 
 class DeletionEvent(models.Model):
-    """One row of the append-only deletion audit trail.
+    """One row of the append-only audit trail of every write (the class keeps the name of the deletion audit
+    it began as, and its table; `AuditEvent` names it too).
 
-    An attempt writes an intent row before the upstream DELETE and an outcome row after it, sharing a
-    correlation id. People and keys are copied as text so that removing either never touches the trail.
-    The database refuses UPDATE, DELETE and inserts over an existing row on this table (the triggers of
-    vms/audit_triggers.py, installed by migrations 0003 and 0006).
+    A call to Fluence writes an intent row before it and an outcome row after it, sharing a correlation id.
+    A change the portal makes in its own database (a key added, renamed, shared…) is one `event` row,
+    written in the same transaction as the change: it exists if and only if the change happened.
+    `action` says what was done (rows from before it existed read `vm_delete`); `details` holds what the
+    action changed, as {"before": {…}, "after": {…}} where that applies. People and keys are copied as
+    text so that removing either never touches the trail. The database refuses UPDATE, DELETE and inserts
+    over an existing row on this table (the triggers of vms/audit_triggers.py, installed by migrations
+    0003 and 0006, still in place after 0011).
     """
 
     class Kind(models.TextChoices):
         INTENT = "intent", "Intent"
         OUTCOME = "outcome", "Outcome"
+        EVENT = "event", "Event"
 
     class Outcome(models.TextChoices):
         NONE = "", "—"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         UNKNOWN = "unknown", "Unknown"
+
+    class Action(models.TextChoices):
+        VM_DELETE = "vm_delete", "VM deleted"
+        VM_RENAME = "vm_rename", "VM renamed"
+        VM_RESTART = "vm_restart", "VM restarted"
+        VM_SOFT_REBOOT = "vm_soft_reboot", "VM soft-rebooted"
+        VM_PORTS = "vm_ports", "Ports changed"
+        KEY_ADD = "key_add", "Key added"
+        KEY_RENAME = "key_rename", "Key renamed"
+        KEY_REMOVE = "key_remove", "Key removed"
+        KEY_SHARE = "key_share", "Key shared"
+        KEY_UNSHARE = "key_unshare", "Key unshared"
+        KEY_ROLE = "key_role", "Share role changed"
+        KEY_GENERATION = "key_generation", "Key's API generation switched"
+        KEYS_ROTATE = "keys_rotate", "Encryption keys rotated"
 
     correlation_id = models.UUIDField(db_index=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -100,25 +122,54 @@ class DeletionEvent(models.Model):
     vm_snapshot = models.JSONField(default=dict, blank=True)
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
     message = models.TextField(blank=True)
+    # Nullable only so that SQLite adds both columns in place (ALTER TABLE ADD COLUMN: a table rebuild would
+    # drop the append-only triggers); the database default makes every row written before them a deletion.
+    action = models.CharField(  # noqa: DJ001 (see above)
+        max_length=30,
+        choices=Action.choices,
+        null=True,
+        db_default=Value(Action.VM_DELETE.value),
+        db_index=True,
+    )
+    details = models.JSONField(null=True, blank=True)
 
     objects = DeletionEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["key_id", "-created_at"], name="deletionevent_key_time")]
-        permissions = [("view_all_deletions", "Can see every deletion in the audit trail")]
+        permissions = [
+            ("view_all_audit", "Can see every event in the audit trail"),
+            # The permission's first name, from when the trail held deletions only: it still grants it all.
+            ("view_all_deletions", "Can see every deletion in the audit trail"),
+        ]
 
     def __str__(self) -> str:
         what = self.outcome or self.kind
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username} delete {self.vm_id} ({what})"
+        target = self.vm_id or self.key_label
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action} {target} ({what})"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
-            raise AppendOnlyError("Deletion audit rows cannot be changed once written.")
+            raise AppendOnlyError("Audit rows cannot be changed once written.")
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise AppendOnlyError("Deletion audit rows cannot be deleted.")
+        raise AppendOnlyError("Audit rows cannot be deleted.")
+
+
+AuditEvent = DeletionEvent
+
+VM_ACTIONS = frozenset(
+    {
+        DeletionEvent.Action.VM_DELETE,
+        DeletionEvent.Action.VM_RENAME,
+        DeletionEvent.Action.VM_RESTART,
+        DeletionEvent.Action.VM_SOFT_REBOOT,
+        DeletionEvent.Action.VM_PORTS,
+    }
+)
+KEY_ACTIONS = frozenset(set(DeletionEvent.Action) - VM_ACTIONS)
 
 
 class KeyShare(models.Model):

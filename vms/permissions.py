@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
 
-from vms.models import ApiKey, DeletionEvent, KeyShare
+from vms.models import KEY_ACTIONS, ApiKey, DeletionEvent, KeyShare
 
 OWNER = "owner"
 OPERATOR = KeyShare.Role.OPERATOR.value
@@ -111,6 +111,12 @@ def can_delete_vms(*, user, api_key: ApiKey) -> bool:
     return role_may_delete(role_on_key(user=user, api_key=api_key))
 
 
+def can_act_on_vms(*, user, api_key: ApiKey) -> bool:
+    """Renaming, restarting a key's VMs or changing their ports: the same roles as deleting them (the owner,
+    or an operator); a viewer only looks."""
+    return can_delete_vms(user=user, api_key=api_key)
+
+
 def can_manage_key(*, user, api_key: ApiKey) -> bool:
     """Renaming or removing a key: its owner only, whatever is shared."""
     return user.is_authenticated and user.is_active and api_key.owner_id == user.pk
@@ -121,20 +127,42 @@ def can_share_key(*, user, api_key: ApiKey) -> bool:
     return can_manage_key(user=user, api_key=api_key) and user.has_perm("vms.share_apikey")
 
 
-def can_view_all_deletions(*, user) -> bool:
-    """The whole audit trail (auditors, leads); everyone else reads the rows of the keys they can see."""
-    return user.is_authenticated and user.has_perm("vms.view_all_deletions")
+def can_view_all_audit(*, user) -> bool:
+    """The whole audit trail, every event (auditors, leads): `vms.view_all_audit`, or its first name
+    `vms.view_all_deletions`, which still grants it. Everyone else reads the rows of the rule below."""
+    return user.is_authenticated and (
+        user.has_perm("vms.view_all_audit") or user.has_perm("vms.view_all_deletions")
+    )
 
 
-def deletion_events_visible_to(*, user) -> QuerySet[DeletionEvent]:
-    """The audit rows this person may read: every row with the audit permission; otherwise the rows of
-    the keys they may see (the same rule as for the VMs) and the rows of their own actions."""
+can_view_all_deletions = can_view_all_audit  # its first name
+
+
+def audit_events_visible_to(*, user) -> QuerySet[DeletionEvent]:
+    """The audit rows this person may read: every row with the audit permission; otherwise the rows of their
+    own actions, the VM rows of the keys they may see (the same rule as for the VMs), and the key rows
+    (added, renamed, shared…) of the keys they own: a viewer or operator of a shared key sees what is
+    done to its VMs, not to whom its owner shares it."""
     if not user.is_authenticated:
         return DeletionEvent.objects.none()
-    if can_view_all_deletions(user=user):
+    if can_view_all_audit(user=user):
         return DeletionEvent.objects.all()
     # Rows hold the key id as text; compare in the database so that this stays one query.
     visible_key_ids = (
         apikeys_visible_to(user=user).order_by().annotate(key_text=Cast("pk", CharField())).values("key_text")
     )
-    return DeletionEvent.objects.filter(Q(key_id__in=visible_key_ids) | Q(actor_id=str(user.pk)))
+    owned_key_ids = (
+        ApiKey.objects.filter(owner=user)
+        .order_by()
+        .annotate(key_text=Cast("pk", CharField()))
+        .values("key_text")
+    )
+    key_actions = [str(action) for action in KEY_ACTIONS]
+    return DeletionEvent.objects.filter(
+        Q(actor_id=str(user.pk))
+        | (Q(key_id__in=visible_key_ids) & ~Q(action__in=key_actions))
+        | (Q(key_id__in=owned_key_ids) & Q(action__in=key_actions))
+    )
+
+
+deletion_events_visible_to = audit_events_visible_to  # its first name

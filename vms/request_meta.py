@@ -54,6 +54,17 @@ class RequestMeta:
     request_id: str
 
     @classmethod
+    def of_user(cls, user) -> RequestMeta:
+        """A write made outside a request (a command, a test): the person only."""
+        return cls(
+            actor_username=user.get_username(),
+            actor_id=str(user.pk),
+            client_ip=None,
+            user_agent="",
+            request_id="",
+        )
+
+    @classmethod
     def from_request(cls, request: HttpRequest) -> RequestMeta:
         return cls(
             actor_username=request.user.get_username(),

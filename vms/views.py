@@ -32,6 +32,7 @@ from vms import (
 )
 from vms.billing import billing_doubt, epoch_progress
 from vms.display import format_data_age
+from vms.fluence.client import ADAPTERS
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
 from vms.permissions import ROLE_LABELS, can_manage_key, can_share_key
 from vms.request_meta import RequestMeta
@@ -122,10 +123,48 @@ def _vm_context(request: HttpRequest, key_id: int, vm_id: str, *, fresh: bool = 
         "data_age": format_data_age(lookup.result.fetched_at, now) if lookup.result.fetched_at else None,
         "deleting": lookup.deleting,
         "can_delete": lookup.result.account.can_delete,
+        "rename": _rename_offer(lookup),
+        "restart_offer": _restart_offer(lookup),
+        "ports_offer": _ports_offer(lookup),
         "poll_seconds": settings.VM_POLL_FAST_SECONDS
         if vm is None or vm.status.is_transitional
         else settings.VM_POLL_SLOW_SECONDS,
     }
+
+
+def _rename_offer(lookup):
+    """The rename form's rule when this person may rename this VM and its API can (else None): the
+    person's role is the account's (vms.permissions), the API's rule the adapter's."""
+    adapter = ADAPTERS.get(lookup.result.account.generation)
+    if lookup.vm is None or not lookup.result.account.can_delete or adapter is None or not adapter.can_rename:
+        return None
+    return {"rule": adapter.name_rule, "max_length": 25 if adapter.name == "b" else 100, "api": adapter.label}
+
+
+def _restart_offer(lookup) -> list[tuple[str, str]]:
+    """(kind, label) of the restarts this person may ask for this VM now: owner or operator (the account's
+    role, vms.permissions), an API that can, and Fluence listing the action among the VM's allowedActions."""
+    adapter = ADAPTERS.get(lookup.result.account.generation)
+    vm = lookup.vm
+    if vm is None or not lookup.result.account.can_delete or adapter is None or not adapter.can_restart:
+        return []
+    allowed = vm.allowed_actions or ()
+    offers = [("restart", "Restart"), ("softreboot", "Soft reboot")]
+    return [
+        (kind, label) for kind, label in offers if services.RESTART_ACTIONS[kind == "softreboot"] in allowed
+    ]
+
+
+def _ports_offer(lookup) -> str | None:
+    """The open ports as the form starts from them ("22/tcp, 80/tcp") when this person may change them and
+    the VM's API can (else None)."""
+    adapter = ADAPTERS.get(lookup.result.account.generation)
+    vm = lookup.vm
+    if vm is None or not lookup.result.account.can_delete or adapter is None or not adapter.can_set_ports:
+        return None
+    if any(item.field.split(".")[0].split("[")[0] == "ports" for item in vm.unreadable):
+        return None  # a list that replaces ports nobody could read is not offered
+    return services.ports_text(vm.ports)
 
 
 @login_required
@@ -221,7 +260,11 @@ def key_sharing(request: HttpRequest, key_id: int) -> HttpResponse:
         group, role = form.cleaned_data["group"], form.cleaned_data["role"]
         try:
             _, created = services.keyshare_set(
-                api_key=api_key, group=group, role=role, shared_by=request.user
+                api_key=api_key,
+                group=group,
+                role=role,
+                shared_by=request.user,
+                meta=RequestMeta.from_request(request),
             )
         except services.NotAllowed as refused:
             raise PermissionDenied(str(refused)) from None
@@ -242,7 +285,7 @@ def key_unshare(request: HttpRequest, key_id: int, share_id: int) -> HttpRespons
         return render(request, "vms/key_unshare.html", {"api_key": api_key, "share": share})
     group_name = share.group.name
     try:
-        services.keyshare_delete(share=share, removed_by=request.user)
+        services.keyshare_delete(share=share, removed_by=request.user, meta=RequestMeta.from_request(request))
     except services.NotAllowed as refused:
         raise PermissionDenied(str(refused)) from None
     messages.success(request, f"“{api_key.label}” is no longer shared with {group_name}.")
@@ -260,7 +303,9 @@ def key_add(request: HttpRequest) -> HttpResponse:
             return _key_add_refused(request, form, verdict)
     if request.method == "POST" and form.is_valid():
         try:
-            api_key = services.apikey_create(owner=request.user, **form.cleaned_data)
+            api_key = services.apikey_create(
+                owner=request.user, meta=RequestMeta.from_request(request), **form.cleaned_data
+            )
         except ValidationError as exc:
             if "secret" in getattr(exc, "error_dict", {}) and not isinstance(exc, services.DuplicateApiKey):
                 # Someone trying keys against Fluence through the portal: worth a security event.
@@ -296,7 +341,12 @@ def key_rename(request: HttpRequest, key_id: int) -> HttpResponse:
     form = ApiKeyRenameForm(request.POST or None, initial={"label": api_key.label})
     if request.method == "POST" and form.is_valid():
         try:
-            services.apikey_rename(user=request.user, api_key=api_key, label=form.cleaned_data["label"])
+            services.apikey_rename(
+                user=request.user,
+                api_key=api_key,
+                label=form.cleaned_data["label"],
+                meta=RequestMeta.from_request(request),
+            )
         except services.NotAllowed:
             raise Http404("No such API key.") from None
         except ValidationError as exc:
@@ -316,7 +366,7 @@ def key_remove(request: HttpRequest, key_id: int) -> HttpResponse:
     if request.method == "POST":
         label = api_key.label
         try:
-            services.apikey_delete(user=request.user, api_key=api_key)
+            services.apikey_delete(user=request.user, api_key=api_key, meta=RequestMeta.from_request(request))
         except services.NotAllowed:
             raise Http404("No such API key.") from None
         messages.success(request, f"Key “{label}” removed. Its VMs keep running on Fluence.")
@@ -483,6 +533,113 @@ def vm_bulk_delete_job(request: HttpRequest, job_id: str) -> HttpResponse:
     """A bulk deletion's progress, for the person who started it only (anyone else: as if it did not
     exist)."""
     return _job_response(request, deletion_jobs.deletion_job_for(user=request.user, job_id=job_id))
+
+
+@login_required
+@require_POST
+def vm_rename(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
+    """Rename a VM at Fluence (the form on its page), and show what came of it in place."""
+    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
+    if lookup is None or lookup.vm is None:
+        raise Http404("No such VM.")
+    status, result, problem = 200, None, None
+    try:
+        result = services.vm_rename(
+            user=request.user,
+            api_key=lookup.api_key,
+            vm=lookup.vm,
+            name=request.POST.get("name", ""),
+            meta=RequestMeta.from_request(request),
+        )
+    except services.NotAllowed as refused:
+        status, problem = 403, str(refused)
+    except ValidationError as invalid:
+        status, problem = 400, " ".join(invalid.messages)
+    except services.ActionRefused as refused:
+        status, problem = 400, str(refused)
+    return _action_response(request, key_id, vm_id, result, problem, status)
+
+
+@login_required
+@require_POST
+def vm_restart(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
+    """Restart or soft-reboot a VM (`kind`: restart or softreboot), and show what came of it in place."""
+    kind = request.POST.get("kind", "restart")
+    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id, fresh=True)
+    if lookup is None or lookup.vm is None:
+        raise Http404("No such VM.")
+    status, result, problem = 200, None, None
+    if kind not in ("restart", "softreboot"):
+        return _action_response(request, key_id, vm_id, None, "Choose restart or soft reboot.", 400)
+    try:
+        result = services.vm_restart(
+            user=request.user,
+            api_key=lookup.api_key,
+            vm=lookup.vm,
+            soft=kind == "softreboot",
+            meta=RequestMeta.from_request(request),
+        )
+    except services.NotAllowed as refused:
+        status, problem = 403, str(refused)
+    except services.ActionRefused as refused:
+        status, problem = 400, str(refused)
+    return _action_response(request, key_id, vm_id, result, problem, status)
+
+
+@login_required
+@require_POST
+def vm_ports(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
+    """Replace a VM's open ports with the list typed (the form starts from the current ones); closing
+    22/tcp asks for an explicit confirmation first."""
+    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
+    if lookup is None or lookup.vm is None:
+        raise Http404("No such VM.")
+    typed = request.POST.get("ports", "")
+    status, result, problem = 200, None, None
+    try:
+        result = services.vm_ports_set(
+            user=request.user,
+            api_key=lookup.api_key,
+            vm=lookup.vm,
+            ports=services.clean_ports(typed),
+            ssh_confirmed=request.POST.get("confirm_ssh") == "yes",
+            meta=RequestMeta.from_request(request),
+        )
+    except services.NotAllowed as refused:
+        status, problem = 403, str(refused)
+    except ValidationError as invalid:
+        status, problem = 400, " ".join(invalid.messages)
+    except services.ActionRefused as refused:
+        status, problem = 400, str(refused)
+    except services.SshLockoutUnconfirmed as unconfirmed:
+        context = {"problem": str(unconfirmed), "ports": typed, "key_id": key_id, "vm": lookup.vm}
+        if not htmx.is_partial(request):
+            return render(request, "vms/ports_confirm.html", context, status=400)
+        return htmx.render(request, "vms/ports_confirm.html#confirm", context, status=400)
+    return _action_response(request, key_id, vm_id, result, problem, status)
+
+
+def _action_response(
+    request, key_id: int, vm_id: str, result, problem: str | None, status: int
+) -> HttpResponse:
+    """A VM action's outcome in place (the fragment, and the VM's pages refresh), or back to the VM's page
+    with the outcome as a message."""
+    if not htmx.is_partial(request):
+        if problem:
+            messages.error(request, problem)
+        else:
+            level = messages.SUCCESS if result.succeeded else messages.ERROR
+            messages.add_message(request, level, result.message)
+        if status == 403:
+            raise PermissionDenied(problem)
+        return redirect("vms:detail", key_id=key_id, vm_id=vm_id)
+    context = {"result": result, "problem": problem}
+    response = htmx.render(request, "vms/_vm_action_result.html", context, status=status)
+    if result is not None:
+        # After the swap: a poll may have replaced the form that asked (restart sits in the polled status),
+        # and htmx then sends the event from <body>, where a plain HX-Trigger on a detached form is lost.
+        trigger_client_event(response, "vms-changed", after="swap")
+    return response
 
 
 @login_required

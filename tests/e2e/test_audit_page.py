@@ -67,6 +67,10 @@ REQUEST_IDS = """
   cellScroll: code.closest('td').scrollWidth - code.closest('td').clientWidth,
 }))
 """
+TABLE_OVERFLOW = (
+    "(() => { const t = document.querySelector('#audit-table table');"
+    " return t.scrollWidth - t.parentElement.clientWidth; })()"
+)
 PLACEHOLDER_FITS = """
 () => {
   const input = document.querySelector('input[name=actor]');
@@ -90,8 +94,15 @@ def test_the_audit_page_reads_as_attempts_and_fits(page, portal, sandbox):
     _attempt(production, minutes_ago=10, outcome=None)
 
     sign_in(page, portal)
+    # Every write, the demo's key events (three keys added, one shared) among them, fits at 1440 px.
     page.goto(f"{portal.url}/audit/")
     lines = page.locator("#audit-table tr.audit-row")
+    expect(lines).to_have_count(9)
+    assert page.evaluate(CLIPPED_CELLS) == []
+    assert page.evaluate(TABLE_OVERFLOW) <= 0, "the audit table is too wide at 1440 px"
+    screenshot(page, "audit-every-event-1440")
+    # The VM events alone read as attempts.
+    page.goto(f"{portal.url}/audit/?target=vm")
     expect(lines).to_have_count(5)
     expect(page.locator("#audit-count")).to_have_text("5")
     upstream = [text.strip() for text in page.locator("#audit-table td.audit-upstream").all_inner_texts()]
@@ -104,10 +115,7 @@ def test_the_audit_page_reads_as_attempts_and_fits(page, portal, sandbox):
     for request_id in request_ids:
         assert request_id["title"] == request_id["text"] and len(request_id["text"]) == 32
         assert request_id["fits"] and request_id["cellScroll"] <= 0, request_id
-    table_overflow = page.evaluate(
-        "(() => { const t = document.querySelector('#audit-table table');"
-        " return t.scrollWidth - t.parentElement.clientWidth; })()"
-    )
+    table_overflow = page.evaluate(TABLE_OVERFLOW)
     assert table_overflow <= 0, f"the audit table is {table_overflow} px too wide at 1440 px"
     assert _page_overflow(page) <= 0
     placeholder = page.evaluate(PLACEHOLDER_FITS)
@@ -122,7 +130,7 @@ def test_the_audit_page_reads_as_attempts_and_fits(page, portal, sandbox):
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{portal.url}/audit/")
-    expect(lines).to_have_count(5)
+    expect(lines).to_have_count(9)
     assert _page_overflow(page) <= 0, (
         f"the audit page scrolls sideways by {_page_overflow(page)} px at 390 px"
     )

@@ -6,6 +6,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -82,7 +83,7 @@ class ApiRequest:
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
     # What the call is for, in a fixed word (metrics label it so; never the path, which may hold a VM id):
-    # list, probe, get, delete, locations or balance.
+    # list, probe, get, delete, rename, restart, ports, locations or balance.
     operation: str = "other"
 
     @property
@@ -114,6 +115,12 @@ class ApiAdapter:
     auth_statuses: ClassVar[frozenset[int]] = frozenset({400, 401, 403})
     can_get_vm: ClassVar[bool] = False  # a single VM can be asked for (else it is found in the list)
     deletes_in_one_call: ClassVar[bool] = False  # several VMs are deleted by one request, all or none
+    can_rename: ClassVar[bool] = False  # a VM can be renamed through this API
+    can_restart: ClassVar[bool] = False  # a VM can be restarted and soft-rebooted through this API
+    can_set_ports: ClassVar[bool] = False  # a VM's open ports can be replaced through this API
+    # What a new name must look like (None: this API cannot rename), and the rule in words.
+    name_pattern: ClassVar[re.Pattern | None] = None
+    name_rule: ClassVar[str] = ""
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError
@@ -135,6 +142,15 @@ class ApiAdapter:
         raise NotImplementedError
 
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def rename_vm(self, client: FluenceClient, vm_id: str, name: str) -> None:
+        raise NotImplementedError
+
+    def restart_vm(self, client: FluenceClient, vm_id: str, *, soft: bool) -> None:
+        raise NotImplementedError
+
+    def set_ports(self, client: FluenceClient, vm_id: str, ports: list[dict]) -> None:
         raise NotImplementedError
 
 
@@ -181,9 +197,25 @@ class GenerationAAdapter(BaselineAdapter):
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"X-API-KEY": api_key}
 
+    can_rename = True
+    can_set_ports = True
+    # Fluence documents no rule for vmName on this API: printable, without control characters.
+    name_pattern = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
+    name_rule = "1 to 100 characters, no control characters"
+
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # One call deletes them all: Fluence accepts or refuses the batch as a whole.
         client.send(ApiRequest("DELETE", self.delete_path, json={"vmIds": list(vm_ids)}, operation="delete"))
+
+    def rename_vm(self, client: FluenceClient, vm_id: str, name: str) -> None:
+        # 204 without a body; the whole update is accepted or refused.
+        update = {"updates": [{"id": vm_id, "vmName": name}]}
+        client.send(ApiRequest("PATCH", self.delete_path, json=update, operation="rename"), decode=False)
+
+    def set_ports(self, client: FluenceClient, vm_id: str, ports: list[dict]) -> None:
+        # `openPorts` REPLACES the VM's whole list: the caller sends every port that is to stay open.
+        update = {"updates": [{"id": vm_id, "openPorts": [dict(port) for port in ports]}]}
+        client.send(ApiRequest("PATCH", self.delete_path, json=update, operation="ports"), decode=False)
 
 
 # Today's API pages its list; the pages after the first are asked for together, so a large account costs
@@ -377,19 +409,36 @@ class GenerationBAdapter(ApiAdapter):
         answer = client.send(ApiRequest("GET", f"/v2/vms/{vm_id}", params=dict(_EXPAND), operation="get"))
         return parse_vm(answer, generation=self.name, locations=datacenters_of(self._locations(client)))
 
+    can_rename = True
+    can_restart = True
+    name_pattern = re.compile(r"^[a-z0-9-]{1,25}$")
+    name_rule = "1 to 25 lowercase letters, digits or hyphens"
+
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # One call per VM, no body; a key without the vms:write scope is told so in words.
         for vm_id in vm_ids:
-            try:
-                client.send(ApiRequest("POST", f"/v2/vms/{vm_id}/terminate", operation="delete"))
-            except AuthError as error:
-                if error.status == 403:
-                    raise ReadOnlyKey(
-                        status=error.status,
-                        upstream_message=error.upstream_message,
-                        upstream_code=error.upstream_code,
-                    ) from None
-                raise
+            _send_write(client, ApiRequest("POST", f"/v2/vms/{vm_id}/terminate", operation="delete"))
+
+    def rename_vm(self, client: FluenceClient, vm_id: str, name: str) -> None:
+        _send_write(client, ApiRequest("PATCH", f"/v2/vms/{vm_id}", json={"name": name}, operation="rename"))
+
+    def restart_vm(self, client: FluenceClient, vm_id: str, *, soft: bool) -> None:
+        path = f"/v2/vms/{vm_id}/{'softreboot' if soft else 'restart'}"
+        _send_write(client, ApiRequest("POST", path, operation="restart"))
+
+
+def _send_write(client: FluenceClient, request: ApiRequest):
+    """A write on today's API: a key without the vms:write scope (403) is told so in words."""
+    try:
+        return client.send(request)
+    except AuthError as error:
+        if error.status == 403:
+            raise ReadOnlyKey(
+                status=error.status,
+                upstream_message=error.upstream_message,
+                upstream_code=error.upstream_code,
+            ) from None
+        raise
 
 
 ADAPTERS: dict[str, ApiAdapter] = {
@@ -554,6 +603,36 @@ class FluenceClient:
         if not vm_ids or not all(self.adapter.is_valid_id(vm_id) for vm_id in vm_ids):
             raise ValueError("malformed VM id")
         self.adapter.delete_vms(self, vm_ids)
+
+    def rename_vm(self, vm_id: str, name: str) -> None:
+        """Ask Fluence to rename one VM. Never retried (PATCH is not idempotent here: a repeat could hide the
+        outcome). ValueError for a malformed id, an API that cannot rename, or a name it would refuse."""
+        if not self.adapter.is_valid_id(vm_id):
+            raise ValueError("malformed VM id")
+        pattern = self.adapter.name_pattern
+        if not self.adapter.can_rename or pattern is None:
+            raise ValueError("this API cannot rename VMs")
+        if not isinstance(name, str) or not pattern.match(name):
+            raise ValueError("name not accepted by this API")
+        self.adapter.rename_vm(self, vm_id, name)
+
+    def restart_vm(self, vm_id: str, *, soft: bool = False) -> None:
+        """Ask Fluence to restart (or soft-reboot) one VM. Never retried: a POST that may have arrived is
+        not sent twice. ValueError for a malformed id or an API that cannot restart."""
+        if not self.adapter.is_valid_id(vm_id):
+            raise ValueError("malformed VM id")
+        if not self.adapter.can_restart:
+            raise ValueError("this API cannot restart VMs")
+        self.adapter.restart_vm(self, vm_id, soft=soft)
+
+    def set_ports(self, vm_id: str, ports: list[dict]) -> None:
+        """Replace one VM's open ports with `ports` ({port, protocol} each): every port not listed closes.
+        Never retried. ValueError for a malformed id or an API that cannot."""
+        if not self.adapter.is_valid_id(vm_id):
+            raise ValueError("malformed VM id")
+        if not self.adapter.can_set_ports:
+            raise ValueError("this API cannot change open ports")
+        self.adapter.set_ports(self, vm_id, ports)
 
     # transport
 

@@ -388,6 +388,16 @@ def begin_termination(record: VmRecordB, now: float, delay: float) -> None:
     data["updatedAt"] = rfc3339(now, fractional=record.fractional)
 
 
+def begin_restart(record: VmRecordB, now: float, delay: float, status: str) -> None:
+    """``POST …/restart`` or ``…/softreboot`` accepted: in transition now (no action allowed), launched
+    again after ``delay`` seconds."""
+    data = record.data
+    record.activate_at = now + delay
+    data["status"] = status
+    data["allowedActions"] = []
+    data["updatedAt"] = rfc3339(now, fractional=record.fractional)
+
+
 def finish_termination(record: VmRecordB) -> None:
     """Terminated VMs stay listed, without a public IP and no longer billed."""
     assert record.terminate_at is not None

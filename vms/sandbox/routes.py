@@ -50,8 +50,10 @@ class Routes:
 B_ROUTES = Routes(
     {
         "/v2/vms": ("GET",),
-        "/v2/vms/{id}": ("GET",),
+        "/v2/vms/{id}": ("GET", "PATCH"),
         "/v2/vms/{id}/terminate": ("POST",),
+        "/v2/vms/{id}/restart": ("POST",),
+        "/v2/vms/{id}/softreboot": ("POST",),
         "/v1/clusters": ("GET",),
         "/v1/datacenters": ("GET",),
         "/v2/users/balances": ("GET",),
@@ -59,7 +61,7 @@ B_ROUTES = Routes(
 )
 ROUTES_BY_GENERATION = {
     BASELINE: Routes({"/vms/v2": ("GET",), "/vms/v3": ("DELETE",)}),
-    GENERATION_A: Routes({"/vms/v2": ("GET",), "/vms/v3": ("GET", "DELETE")}),
+    GENERATION_A: Routes({"/vms/v2": ("GET",), "/vms/v3": ("GET", "DELETE", "PATCH")}),
     GENERATION_B: B_ROUTES,
 }
 #: For a request whose key names no account: a path is known if any generation serves it.

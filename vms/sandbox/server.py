@@ -258,6 +258,25 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         self.server.state.delete_vms(key, vm_ids)
         self._json(200, {})
 
+    def _update_a(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        try:
+            updates = _parse_update_body(body)
+        except _BadRequest as exc:
+            self._json(400, {"error": str(exc)})
+            return
+        self.server.state.update_vms(key, updates)
+        self._send(204, b"")
+
+    def _rename_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        vm_id = _path_vm_id(route)
+        try:
+            fields = json.loads(body) if body.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            fields = None
+        if not isinstance(fields, dict) or "name" not in fields:
+            raise BadQuery("Request body must be a JSON object with name")
+        self._send(200, self.server.state.rename_vm_b(key, vm_id, fields["name"]))
+
     def _list_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
         query = parse_list_query(urlsplit(self.path).query)
         self._send_read(self.server.state.vm_list_json(key, query), faults)
@@ -270,6 +289,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _terminate_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
         # No body is needed, and one is ignored.
         self._send(200, self.server.state.terminate_vm(key, _path_vm_id(route)))
+
+    def _restart_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send(200, self.server.state.restart_vm_b(key, _path_vm_id(route)))
+
+    def _soft_reboot_b(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
+        self._send(200, self.server.state.restart_vm_b(key, _path_vm_id(route), soft=True))
 
     def _clusters(self, key: str, route: RouteMatch, body: bytes, faults: Faults) -> None:
         self._send_read(data_b.CLUSTERS_JSON, faults)
@@ -284,6 +309,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         ("GET", "/vms/v2"): _list_baseline,
         ("GET", "/vms/v3"): _list_generation_a,
         ("DELETE", "/vms/v3"): _delete,
+        ("PATCH", "/vms/v3"): _update_a,
+        ("PATCH", "/v2/vms/{id}"): _rename_b,
+        ("POST", "/v2/vms/{id}/restart"): _restart_b,
+        ("POST", "/v2/vms/{id}/softreboot"): _soft_reboot_b,
         ("GET", "/v2/vms"): _list_b,
         ("GET", "/v2/vms/{id}"): _get_vm_b,
         ("POST", "/v2/vms/{id}/terminate"): _terminate_b,
@@ -427,6 +456,44 @@ def _parse_delete_body(body: bytes) -> list[str]:
         if not isinstance(vm_id, str) or not VM_ID_PATTERN.match(vm_id):
             raise _BadRequest("Invalid VM id")
     return ids
+
+
+_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def _parse_update_body(body: bytes) -> list[dict[str, Any]]:
+    """The updates of a PATCH /vms/v3 body: {"updates": [{"id", "vmName"?, "openPorts"?}, …]}."""
+    try:
+        value = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise _BadRequest("Request body is not valid JSON") from None
+    updates = value.get("updates") if isinstance(value, dict) else None
+    if not isinstance(updates, list) or not updates:
+        raise _BadRequest("updates must be a non-empty array")
+    for update in updates:
+        if not isinstance(update, dict) or not isinstance(update.get("id"), str):
+            raise _BadRequest("each update needs an id")
+        if not VM_ID_PATTERN.match(update["id"]):
+            raise _BadRequest("Invalid VM id")
+        if not ({"vmName", "openPorts"} & set(update)):
+            raise _BadRequest("an update changes vmName or openPorts")
+        if "vmName" in update and (
+            not isinstance(update["vmName"], str) or not 0 < len(update["vmName"]) <= 100
+        ):
+            raise _BadRequest("vmName must be a text of 1 to 100 characters")
+        if "openPorts" in update:
+            ports = update["openPorts"]
+            if not isinstance(ports, list) or not all(
+                isinstance(port, dict)
+                and set(port) == {"port", "protocol"}
+                and isinstance(port["port"], int)
+                and not isinstance(port["port"], bool)
+                and 1 <= port["port"] <= 65535
+                and port["protocol"] in _PORT_PROTOCOLS
+                for port in ports
+            ):
+                raise _BadRequest("openPorts must be an array of {port: 1-65535, protocol: tcp|udp|sctp}")
+    return updates
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -22,7 +22,7 @@ from . import data as vmdata
 from . import data_b, expand_b
 from .accounts import Account, AccountOptions
 from .demo_accounts import DEMO_ACCOUNTS, configure_kwargs
-from .generations import GENERATION_B, generation_of_key
+from .generations import GENERATION_A, GENERATION_B, generation_of_key
 from .query_b import UUID_PATTERN, VmListQuery
 
 KEY_PATTERN = re.compile(r"^sbx_[A-Za-z0-9_-]{8,80}$")
@@ -155,6 +155,9 @@ class ApiError(Exception):
         self.body = {"error": message} if code is None else {"code": code, "error": message}
 
 
+B_NAME_PATTERN = re.compile(r"^[a-z0-9-]{1,25}$")
+
+
 class SandboxState:
     """Accounts, faults and counters of one sandbox. Every public method is thread-safe."""
 
@@ -176,6 +179,8 @@ class SandboxState:
         self._counts: Counter[tuple[str, str, str | None]] = Counter()
         self.default_vm_count = default_vm_count
         self.deletion_delay = deletion_delay
+        # How long a generation B VM stays restarting (or soft rebooting) before it is launched again.
+        self.restart_delay = 3.0
         self.clock = clock
         if preload_demo:
             for key, spec in DEMO_ACCOUNTS.items():
@@ -395,6 +400,71 @@ class SandboxState:
                     record.delete_at = now + delay
             account.changed()
             self._tick(account, now)
+
+    def update_vms(self, key: str, updates: list[dict[str, Any]]) -> None:
+        """``PATCH /vms/v3`` (generation A): each update renames a VM (``vmName``) and/or **replaces** its
+        open ports (``openPorts``). All or nothing: ApiError 404 if any id is not the account's, 403 for a
+        read-only key; the caller has checked the body's shape."""
+        with self._lock:
+            account = self._account(key)
+            if account.generation != GENERATION_A:
+                raise ValueError("only a generation A account is updated through PATCH /vms/v3")
+            if account.options.read_only:
+                raise ApiError(403, "This API key lacks the vms:write scope")
+            now = self.clock()
+            self._tick(account, now)
+            records = []
+            for update in updates:
+                record = account.by_id.get(str(update["id"]).lower())
+                if record is None or record.delete_at is not None:
+                    raise ApiError(404, "VM not found")
+                records.append(record)
+            for record, update in zip(records, updates, strict=True):
+                if "vmName" in update:
+                    record.data["vmName"] = update["vmName"]
+                if "openPorts" in update:
+                    record.data["ports"] = [dict(port) for port in update["openPorts"]]
+            account.changed()
+
+    def rename_vm_b(self, key: str, vm_id: str, name: str) -> bytes:
+        """``PATCH /v2/vms/{id}`` ``{"name"}``: the VM, renamed. ApiError 403 for a read-only key, 404 for
+        an unknown VM, 422 for a name outside ``^[a-z0-9-]{1,25}$``, 406 while the VM is terminating or
+        terminated."""
+        with self._lock:
+            account = self._b_account(key)
+            if account.options.read_only:
+                raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
+            now = self.clock()
+            self._tick(account, now)
+            record = self._b_record(account, vm_id)
+            if not isinstance(name, str) or not B_NAME_PATTERN.match(name):
+                raise ApiError(422, "name must match ^[a-z0-9-]{1,25}$", "unprocessable_entity")
+            status = record.data["status"]
+            if status in ("terminating", "terminated"):
+                raise ApiError(406, f"The VM is {status}: it cannot be renamed", "not_acceptable")
+            record.data["name"] = name
+            record.data["updatedAt"] = data_b.rfc3339(now, fractional=record.fractional)
+            account.changed()
+            return self._vm_json_b(account, record, (), listed=False)
+
+    def restart_vm_b(self, key: str, vm_id: str, *, soft: bool = False) -> bytes:
+        """``POST /v2/vms/{id}/restart`` (or ``/softreboot``): restarting (softRebooting) now, launched again
+        after ``restart_delay``. ApiError 403 for a read-only key, 404 for an unknown VM, 406 when the VM's
+        allowedActions lack the action (a VM in transition, or ended)."""
+        action, status = ("softReboot", "softRebooting") if soft else ("restart", "restarting")
+        with self._lock:
+            account = self._b_account(key)
+            if account.options.read_only:
+                raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
+            now = self.clock()
+            self._tick(account, now)
+            record = self._b_record(account, vm_id)
+            if action not in record.data["allowedActions"]:
+                current = record.data["status"]
+                raise ApiError(406, f"The VM is {current}: {action} is not allowed now", "not_acceptable")
+            data_b.begin_restart(record, now, max(0.0, float(self.restart_delay)), status)
+            account.changed()
+            return self._vm_json_b(account, record, (), listed=False)
 
     def authenticate(self, key: str | None, *, generation_b: bool = False) -> None:
         """Raise AuthFailure unless ``key`` may use the API; creates accounts for new sandbox keys.

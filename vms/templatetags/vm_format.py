@@ -6,7 +6,7 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
-from vms import display, vm_table
+from vms import audit, display, vm_table
 from vms.fluence.client import generation_label
 
 register = template.Library()
@@ -26,6 +26,7 @@ register.filter("generation_label", generation_label)
 register.filter("unreadable_fields", vm_table.unreadable_fields)
 register.filter("unreadable_vms", vm_table.unreadable_vms)
 register.simple_tag(display.city_name, name="city_name")
+register.filter("intent_sentence", audit.intent_sentence)
 
 RAW_VALUE_LIMIT = 200
 
