@@ -15,7 +15,7 @@ from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import ALICE_KEY, OPS_KEY, make_api_key
-from vms import metrics, resilience, services
+from vms import metrics, resilience, services, vm_actions
 
 pytestmark = pytest.mark.django_db
 
@@ -517,10 +517,10 @@ def test_vm_actions_count_their_outcomes_and_calls(user, sandbox, metrics_on):
     vm = selectors.vm_for_user(user=user, key_id=api_key.pk, vm_id=vm_id).vm
     before = scrape()
 
-    services.vm_rename(user=user, api_key=api_key, vm=vm, name="metric-name", meta=meta_for(user))
+    vm_actions.vm_rename(user=user, api_key=api_key, vm=vm, name="metric-name", meta=meta_for(user))
     with pytest.raises(services.ValidationError):
-        services.vm_rename(user=user, api_key=api_key, vm=vm, name="Not Valid", meta=meta_for(user))
-    services.vm_restart(user=user, api_key=api_key, vm=vm, meta=meta_for(user))
+        vm_actions.vm_rename(user=user, api_key=api_key, vm=vm, name="Not Valid", meta=meta_for(user))
+    vm_actions.vm_restart(user=user, api_key=api_key, vm=vm, meta=meta_for(user))
     after = scrape()
 
     actions = "fluence_portal_actions_total"

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import make_api_key, meta_for
-from vms import selectors, services
+from vms import selectors, vm_actions
 from vms.models import DeletionEvent
 
 pytestmark = pytest.mark.django_db
@@ -170,14 +170,14 @@ def test_the_same_list_again_sends_nothing(world, sandbox):
 
 
 def test_clean_ports_reads_the_forms_spellings():
-    assert services.clean_ports(" 22 ,80/TCP;51820/udp 22/tcp ") == [
+    assert vm_actions.clean_ports(" 22 ,80/TCP;51820/udp 22/tcp ") == [
         {"port": 22, "protocol": "tcp"},
         {"port": 80, "protocol": "tcp"},
         {"port": 51820, "protocol": "udp"},
     ]
-    assert services.clean_ports("") == []
+    assert vm_actions.clean_ports("") == []
     with pytest.raises(ValidationError):
-        services.clean_ports(", ".join(str(port) for port in range(1, 103)))
+        vm_actions.clean_ports(", ".join(str(port) for port in range(1, 103)))
 
 
 FAULTS = {
@@ -200,7 +200,7 @@ def test_a_change_under_each_fault_ends_with_its_outcome_and_is_never_retried(
     sandbox.state.reset_counts()
     sandbox.state.set_faults(key=world["secrets"]["a"], **faults)
     try:
-        result = services.vm_ports_set(
+        result = vm_actions.vm_ports_set(
             user=owner,
             api_key=api_key,
             vm=vm,

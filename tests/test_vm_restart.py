@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import make_api_key, meta_for
-from vms import services
+from vms import vm_actions
 from vms.models import DeletionEvent
 
 pytestmark = pytest.mark.django_db
@@ -124,7 +124,7 @@ def test_a_vm_already_in_transition_answers_406_and_the_restart_failed(world, sa
 
     stale = selectors.vm_for_user(user=user, key_id=api_key.pk, vm_id=vm_row["id"]).vm  # read while launched
     sandbox.state.restart_vm_b(world["secrets"]["b"], vm_row["id"])  # someone else restarted it meanwhile
-    result = services.vm_restart(user=user, api_key=api_key, vm=stale, meta=meta_for(user))
+    result = vm_actions.vm_restart(user=user, api_key=api_key, vm=stale, meta=meta_for(user))
     assert result.outcome == "failed"
     (_, outcome) = attempts("vm_restart")
     assert outcome.outcome == "failed" and outcome.upstream_status == 406
@@ -181,7 +181,7 @@ def test_a_restart_under_each_fault_ends_with_its_outcome_and_is_never_retried(
     sandbox.state.reset_counts()
     sandbox.state.set_faults(key=world["secrets"]["b"], **faults)
     try:
-        result = services.vm_restart(user=owner, api_key=api_key, vm=lookup.vm, meta=meta_for(owner))
+        result = vm_actions.vm_restart(user=owner, api_key=api_key, vm=lookup.vm, meta=meta_for(owner))
     finally:
         sandbox.state.clear_faults(world["secrets"]["b"])
     assert result.outcome == expected and result.message

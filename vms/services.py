@@ -28,7 +28,7 @@ from vms.fluence.client import GENERATION_LABELS, GENERATIONS, Detection, Fluenc
 from vms.fluence.errors import AuthError, FluenceError, NotFound, RateLimited, Unavailable
 from vms.fluence.models import VM_KNOWN_FIELDS, Vm, is_valid_vm_id, thaw
 from vms.models import ApiKey, DeletionEvent, KeyShare, is_allowed_api_url
-from vms.permissions import can_act_on_vms, can_delete_vms, can_manage_key, can_share_key, keys_visible_to
+from vms.permissions import can_delete_vms, can_manage_key, can_share_key, keys_visible_to
 from vms.request_meta import RequestMeta  # re-exported: views and tests import it from here
 
 logger = logging.getLogger("vms.services")
@@ -490,19 +490,14 @@ def _delete_audited(
         client.delete_vms([vm.id for vm in vms])
     except FluenceError as error:
         status = error.status
-        if isinstance(error, RateLimited):
-            resilience.cooldown_start(key_id=api_key.pk, retry_after=error.retry_after)
-        if isinstance(error, Unavailable) and error.may_have_reached_server:
-            outcome = DeletionEvent.Outcome.UNKNOWN
-            # Not error.user_message: its "try again" advice is wrong for a DELETE that may have happened.
-            reason = f" (HTTP {status})" if status else ""
-            message = (
-                f"Outcome unknown: Fluence did not confirm the deletion{reason}; it may or may not have "
-                "happened. Use Check now on the VM's page before deleting again."
-            )
-        else:
-            outcome = DeletionEvent.Outcome.FAILED
-            message = error.user_message
+        # Not error.user_message when unknown: its "try again" advice is wrong for a DELETE that may have
+        # happened.
+        outcome, message = write_outcome_of(
+            error,
+            key_id=api_key.pk,
+            unknown="Outcome unknown: Fluence did not confirm the deletion{reason}; it may or may not have "
+            "happened. Use Check now on the VM's page before deleting again.",
+        )
     else:
         outcome = DeletionEvent.Outcome.SUCCEEDED
         message = "Fluence accepted the deletion; the VM leaves the list once the provider has finished."
@@ -570,254 +565,6 @@ def deletion_outcome_record(
 audit_outcome_record = deletion_outcome_record  # it appends the outcome row of any action's attempt
 
 
-# --- VM actions beyond deleting: rename (and, as they come, restart, ports) ---------------------------------
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    """What came of one VM action: `succeeded`, `failed` or `unknown`, the sentence for the person, and the
-    attempt's correlation id (its audit rows)."""
-
-    action: str
-    outcome: str
-    message: str
-    correlation_id: uuid.UUID
-
-    @property
-    def succeeded(self) -> bool:
-        return self.outcome == DeletionEvent.Outcome.SUCCEEDED
-
-
-class ActionRefused(Exception):
-    """The action was not attempted (nothing sent, nothing audited); the message says why."""
-
-
-def vm_rename(*, user, api_key: ApiKey, vm: Vm, name: str, meta: RequestMeta) -> ActionResult:
-    """Rename one VM at Fluence, audited like a deletion (an intent row before the call, with the names
-    before and after, and an outcome row after it) and never retried. NotAllowed (a viewer or a stranger),
-    ValidationError (a name this API refuses) and ActionRefused (not now) mean nothing was sent."""
-    if not can_act_on_vms(user=user, api_key=api_key):
-        metrics.action_counted("vm_rename", "not_allowed")
-        raise NotAllowed("You may not rename VMs of this account. Nothing was sent.")
-    client = _action_client(api_key, "vm_rename")
-    adapter = client.adapter
-    if not adapter.can_rename or adapter.name_pattern is None:
-        metrics.action_counted("vm_rename", "refused")
-        raise ActionRefused(f"The {adapter.label} cannot rename VMs. Nothing was sent.")
-    name = (name or "").strip()
-    if not adapter.name_pattern.match(name):
-        metrics.action_counted("vm_rename", "invalid")
-        raise ValidationError(
-            {"name": f"A name on the {adapter.label} is {adapter.name_rule}. Nothing was sent."}
-        )
-    if name == (vm.name or ""):
-        metrics.action_counted("vm_rename", "refused")
-        raise ActionRefused("The VM already has this name. Nothing was sent.")
-    return _vm_action_audited(
-        client=client,
-        api_key=api_key,
-        vm=vm,
-        meta=meta,
-        action=DeletionEvent.Action.VM_RENAME,
-        details={"before": {"name": vm.name or ""}, "after": {"name": name}},
-        call=lambda: client.rename_vm(vm.id, name),
-        done="Fluence renamed the VM.",
-    )
-
-
-RESTART_ACTIONS = {False: "restart", True: "softReboot"}  # the names in Fluence's allowedActions
-
-
-def vm_restart(*, user, api_key: ApiKey, vm: Vm, soft: bool = False, meta: RequestMeta) -> ActionResult:
-    """Restart (or soft-reboot) one VM on today's API, where Fluence lists the action among the VM's
-    allowedActions; audited and never retried. NotAllowed and ActionRefused mean nothing was sent. On success
-    the VM shows Fluence's transitional status (restarting) on the next look, which polls faster."""
-    action = DeletionEvent.Action.VM_SOFT_REBOOT if soft else DeletionEvent.Action.VM_RESTART
-    verb = "soft-reboot" if soft else "restart"
-    if not can_act_on_vms(user=user, api_key=api_key):
-        metrics.action_counted(action, "not_allowed")
-        raise NotAllowed(f"You may not {verb} VMs of this account. Nothing was sent.")
-    client = _action_client(api_key, action)
-    if not client.adapter.can_restart:
-        metrics.action_counted(action, "refused")
-        raise ActionRefused(f"The {client.adapter.label} cannot {verb} VMs. Nothing was sent.")
-    if vm.allowed_actions is not None and RESTART_ACTIONS[soft] not in vm.allowed_actions:
-        metrics.action_counted(action, "refused")
-        raise ActionRefused(
-            f"Fluence does not allow to {verb} this VM while it is {vm.status.label.lower()}. "
-            "Nothing was sent."
-        )
-    return _vm_action_audited(
-        client=client,
-        api_key=api_key,
-        vm=vm,
-        meta=meta,
-        action=action,
-        details={"status_before": vm.status.raw},
-        call=lambda: client.restart_vm(vm.id, soft=soft),
-        done=f"Fluence accepted the {verb}; the VM shows it as it goes.",
-    )
-
-
-PORT_PROTOCOLS = ("tcp", "udp", "sctp")
-PORTS_LIMIT = 100
-SSH = {"port": 22, "protocol": "tcp"}
-_PORT_ENTRY = re.compile(r"^(\d{1,5})(?:/([a-z]+))?$")
-
-
-class SshLockoutUnconfirmed(Exception):
-    """The new list closes 22/tcp and the person has not confirmed it: nothing was sent."""
-
-
-def clean_ports(text: str) -> list[dict]:
-    """ "22/tcp, 80, 51820/udp" -> [{port, protocol}, …] in the order given (tcp when no protocol is named),
-    each once; ValidationError with what is wrong, and nothing changes."""
-    entries = [entry for entry in re.split(r"[\s,;]+", (text or "").strip().lower()) if entry]
-    if len(entries) > PORTS_LIMIT:
-        raise ValidationError({"ports": f"At most {PORTS_LIMIT} ports. Nothing was sent."})
-    ports: list[dict] = []
-    for entry in entries:
-        found = _PORT_ENTRY.match(entry)
-        number = int(found.group(1)) if found else 0
-        protocol = (found.group(2) if found else None) or "tcp"
-        if not found or not 1 <= number <= 65535 or protocol not in PORT_PROTOCOLS:
-            raise ValidationError(
-                {
-                    "ports": f"“{entry[:30]}” is not a port: write a number from 1 to 65535, optionally with "
-                    f"/tcp, /udp or /sctp (e.g. 22/tcp, 51820/udp). Nothing was sent."
-                }
-            )
-        port = {"port": number, "protocol": protocol}
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-def ports_text(ports) -> str:
-    """The VM's open ports as the form writes them: "22/tcp, 80/tcp"."""
-    return ", ".join(f"{port.port}/{port.protocol}" for port in ports or ())
-
-
-def vm_ports_set(
-    *, user, api_key: ApiKey, vm: Vm, ports: list[dict], ssh_confirmed: bool = False, meta: RequestMeta
-) -> ActionResult:
-    """Replace a VM's open ports (the 2025 API's `openPorts` replaces the whole list), audited with the list
-    before and after, never retried. Closing 22/tcp needs `ssh_confirmed` (SshLockoutUnconfirmed: the person
-    may lock themselves out of SSH). NotAllowed and ActionRefused mean nothing was sent."""
-    action = DeletionEvent.Action.VM_PORTS
-    if not can_act_on_vms(user=user, api_key=api_key):
-        metrics.action_counted(action, "not_allowed")
-        raise NotAllowed("You may not change the open ports of VMs of this account. Nothing was sent.")
-    client = _action_client(api_key, action)
-    if not client.adapter.can_set_ports:
-        metrics.action_counted(action, "refused")
-        raise ActionRefused(f"The {client.adapter.label} cannot change open ports. Nothing was sent.")
-    if any(item.field.split(".")[0].split("[")[0] == "ports" for item in vm.unreadable):
-        metrics.action_counted(action, "refused")
-        raise ActionRefused(
-            "The portal could not read the VM's current open ports, and a new list replaces them all. "
-            "Nothing was sent."
-        )
-    before = [{"port": port.port, "protocol": port.protocol} for port in vm.ports or ()]
-    if sorted(ports, key=lambda p: (p["port"], p["protocol"])) == sorted(
-        before, key=lambda p: (p["port"], p["protocol"])
-    ):
-        metrics.action_counted(action, "refused")
-        raise ActionRefused("These are the VM's open ports already. Nothing was sent.")
-    if SSH in before and SSH not in ports and not ssh_confirmed:
-        metrics.action_counted(action, "refused")
-        raise SshLockoutUnconfirmed(
-            "The new list closes 22/tcp: you may lock yourself out of SSH. Confirm to send it anyway."
-        )
-    return _vm_action_audited(
-        client=client,
-        api_key=api_key,
-        vm=vm,
-        meta=meta,
-        action=action,
-        details={"before": {"ports": before}, "after": {"ports": ports}},
-        call=lambda: client.set_ports(vm.id, ports),
-        done="Fluence changed the VM's open ports.",
-    )
-
-
-def _action_client(api_key: ApiKey, metric: str) -> FluenceClient:
-    if not is_allowed_api_url(api_key.base_url):
-        metrics.action_counted(metric, "refused")
-        raise ActionRefused(
-            f"This key points at {api_key.base_url}, which the administrator no longer allows. "
-            "Nothing was sent."
-        )
-    return FluenceClient(
-        base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
-    )
-
-
-def _vm_action_audited(
-    *,
-    client: FluenceClient,
-    api_key: ApiKey,
-    vm: Vm,
-    meta: RequestMeta,
-    action: str,
-    details: dict,
-    call: Callable[[], None],
-    done: str,
-) -> ActionResult:
-    """Send one VM action once, between its intent row (committed first: no transaction here) and its
-    outcome row; one at a time per VM and action, across processes; refused while the key cools down."""
-    if not client.adapter.is_valid_id(vm.id):
-        raise ActionRefused("This VM's id is not one this account's API knows. Nothing was sent.")
-    waiting = resilience.cooldown_remaining(key_id=api_key.pk)
-    if waiting:
-        metrics.action_counted(action, "refused")
-        raise ActionRefused(
-            f"Fluence asked to slow down for this key (HTTP 429). Nothing was sent; try again in "
-            f"{math.ceil(waiting)} s."
-        )
-    in_flight = f"fluence:acting-now:{action}:{api_key.pk}:{vm.key}"
-    seconds = int(2 * (client.connect_timeout + client.read_timeout)) + 5
-    if not cache.add(in_flight, meta.request_id or "1", timeout=seconds):
-        metrics.action_counted(action, "refused")
-        raise ActionRefused("The same action on this VM is already under way. Nothing was sent again.")
-    try:
-        intent = DeletionEvent.objects.create(
-            kind=DeletionEvent.Kind.INTENT,
-            action=action,
-            details=details,
-            created_at=timezone.now(),
-            **audit_snapshot(api_key, vm, meta),
-        )
-        logger.info("vm %s requested: vm=%s key=%s by %s", action, vm.id, api_key.pk, meta.actor_username)
-        status = None
-        try:
-            call()
-        except FluenceError as error:
-            status = error.status
-            if isinstance(error, RateLimited):
-                resilience.cooldown_start(key_id=api_key.pk, retry_after=error.retry_after)
-            if isinstance(error, Unavailable) and error.may_have_reached_server:
-                outcome = DeletionEvent.Outcome.UNKNOWN
-                reason = f" (HTTP {status})" if status else ""
-                message = (
-                    f"Outcome unknown: Fluence did not confirm it{reason}; it may or may not have happened. "
-                    "Look at the VM before asking again."
-                )
-            else:
-                outcome = DeletionEvent.Outcome.FAILED
-                message = error.user_message
-        else:
-            outcome = DeletionEvent.Outcome.SUCCEEDED
-            message = done
-            vm_cache.forget(api_key.pk)  # the next look at the list asks Fluence again, and shows the change
-        audit_outcome_record(intent=intent, outcome=outcome, message=message, upstream_status=status)
-    finally:
-        cache.delete(in_flight)
-    metrics.action_counted(action, outcome)
-    logger.info("vm %s %s: vm=%s key=%s status=%s", action, outcome, vm.id, api_key.pk, status)
-    return ActionResult(action=action, outcome=outcome, message=message, correlation_id=intent.correlation_id)
-
-
 # --- settling unknown outcomes ---------------------------------------------------------------------------
 
 # A VM still listed this long after an attempt is taken as not deleted (Fluence deletes asynchronously).
@@ -870,113 +617,50 @@ def deletion_attempt_settle(
     else:
         outcome = DeletionEvent.Outcome.SUCCEEDED
         message = "VM no longer listed by Fluence"
-    if dry_run:
-        if audit.latest_outcome_of(correlation_id=intent.correlation_id) not in (
-            None,
-            DeletionEvent.Outcome.UNKNOWN,
-        ):
-            return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing would be added.")
-        return Settlement(outcome, message)
-    # One answer per attempt, whoever asks at the same moment (two people, a person and the command).
-    lock = f"vms:settling:{intent.correlation_id}"
-    if not cache.add(lock, "1", timeout=60):
-        return Settlement(SETTLED, "Someone is checking this deletion right now; nothing was added.")
-    try:
-        if audit.latest_outcome_of(correlation_id=intent.correlation_id) not in (
-            None,
-            DeletionEvent.Outcome.UNKNOWN,
-        ):
-            return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing was added.")
-        deletion_outcome_record(intent=intent, outcome=outcome, message=message + note, source=source, at=now)
-    finally:
-        cache.delete(lock)
-    return Settlement(outcome, message, appended=True)
-
-
-SETTLED_ACTIONS = (
-    DeletionEvent.Action.VM_RENAME,
-    DeletionEvent.Action.VM_RESTART,
-    DeletionEvent.Action.VM_SOFT_REBOOT,
-    DeletionEvent.Action.VM_PORTS,
-)
-CANNOT_TELL = "cannot_tell"  # Fluence's answer says nothing either way: nothing is recorded
-
-
-def listed_vms(api_key: ApiKey) -> dict[str, Vm]:
-    """The VMs Fluence lists under this key now, by lowercase id. Raises FluenceError or
-    SecretDecryptionError."""
-    client = FluenceClient(
-        base_url=api_key.base_url, api_key=api_key.secret.reveal(), generation=api_key.generation
+    return attempt_settle_once(
+        intent=intent, outcome=outcome, message=message, note=note, source=source, dry_run=dry_run, at=now
     )
-    return {vm.key: vm for vm in client.list_vms()}
 
 
-def _ports_of(vm: Vm) -> list[tuple[int, str]]:
-    return sorted((port.port, port.protocol) for port in vm.ports or ())
+def _settled_meanwhile(intent: DeletionEvent) -> bool:
+    return audit.latest_outcome_of(correlation_id=intent.correlation_id) not in (
+        None,
+        DeletionEvent.Outcome.UNKNOWN,
+    )
 
 
-def _ports_in(details: dict, side: str) -> list[tuple[int, str]]:
-    return sorted((port["port"], port["protocol"]) for port in details.get(side, {}).get("ports", []))
-
-
-def _action_verdict(intent: DeletionEvent, vm: Vm | None) -> tuple[str, str]:
-    """What Fluence's VM says of one rename, restart or ports attempt: succeeded, failed or CANNOT_TELL, and
-    why. A rename and a port change take effect in the call itself; a restart leaves the VM restarting, then
-    ready again since a time after the request."""
-    if vm is None:
-        return CANNOT_TELL, "Fluence no longer lists the VM"
-    details = intent.details or {}
-    action = intent.action
-    if action == DeletionEvent.Action.VM_RENAME:
-        before, after = details.get("before", {}).get("name"), details.get("after", {}).get("name")
-        if vm.name == after:
-            return DeletionEvent.Outcome.SUCCEEDED, f"Fluence lists the VM under its new name “{after}”"
-        if vm.name == before:
-            return DeletionEvent.Outcome.FAILED, f"Fluence still lists the VM under its old name “{before}”"
-        return CANNOT_TELL, "Fluence lists the VM under another name since"
-    if action == DeletionEvent.Action.VM_PORTS:
-        if _ports_of(vm) == _ports_in(details, "after"):
-            return DeletionEvent.Outcome.SUCCEEDED, "Fluence lists the VM with the new open ports"
-        if _ports_of(vm) == _ports_in(details, "before"):
-            return DeletionEvent.Outcome.FAILED, "Fluence still lists the VM with its old open ports"
-        return CANNOT_TELL, "Fluence lists other open ports since"
-    if vm.status.key in ("restarting", "softrebooting"):
-        return DeletionEvent.Outcome.SUCCEEDED, f"Fluence shows the VM {vm.status.label.lower()}"
-    ready_since = vm.ready_since
-    if ready_since is not None and ready_since >= intent.created_at:
-        return DeletionEvent.Outcome.SUCCEEDED, "Fluence shows the VM ready again since after the request"
-    if ready_since is not None and vm.status.key == "launched":
-        return DeletionEvent.Outcome.FAILED, "Fluence shows the VM running since before the request"
-    return CANNOT_TELL, "Fluence's answer does not say whether the VM restarted"
-
-
-def action_attempt_settle(
-    *, intent: DeletionEvent, vms: dict[str, Vm], source: str, note: str = "", dry_run: bool = False
+def attempt_settle_once(
+    *, intent: DeletionEvent, outcome: str, message: str, note: str, source: str, dry_run: bool, at=None
 ) -> Settlement:
-    """Decide one rename, restart or ports attempt whose outcome is unknown from what Fluence lists now, and
-    append its outcome row (unless `dry_run`), under the same one-answer-per-attempt lock as deletions.
-    CANNOT_TELL records nothing."""
-    outcome, message = _action_verdict(intent, vms.get(intent.vm_id.lower()))
-    if outcome == CANNOT_TELL:
-        return Settlement(CANNOT_TELL, f"{message}: nothing was recorded.")
-    known = audit.latest_outcome_of(correlation_id=intent.correlation_id)
-    if known not in (None, DeletionEvent.Outcome.UNKNOWN):
-        return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing was added.")
+    """Append the outcome row that settles an attempt of unknown outcome (any action's), unless `dry_run`:
+    one answer per attempt, whoever asks at the same moment (two people, a person and the command)."""
     if dry_run:
+        if _settled_meanwhile(intent):
+            return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing would be added.")
         return Settlement(outcome, message)
     lock = f"vms:settling:{intent.correlation_id}"
     if not cache.add(lock, "1", timeout=60):
         return Settlement(SETTLED, "Someone is settling this attempt right now; nothing was added.")
     try:
-        if audit.latest_outcome_of(correlation_id=intent.correlation_id) not in (
-            None,
-            DeletionEvent.Outcome.UNKNOWN,
-        ):
+        if _settled_meanwhile(intent):
             return Settlement(SETTLED, "An outcome was recorded meanwhile; nothing was added.")
-        audit_outcome_record(intent=intent, outcome=outcome, message=message + note, source=source)
+        deletion_outcome_record(intent=intent, outcome=outcome, message=message + note, source=source, at=at)
     finally:
         cache.delete(lock)
     return Settlement(outcome, message, appended=True)
+
+
+def write_outcome_of(error: FluenceError, *, key_id: int, unknown: str) -> tuple[str, str]:
+    """What a write Fluence did not accept comes to, and the sentence for it: `unknown` (its `{reason}`
+    filled) when the request may have reached Fluence, else failed with the error's own words. A 429 starts
+    the key's cool-down."""
+    if isinstance(error, RateLimited):
+        resilience.cooldown_start(key_id=key_id, retry_after=error.retry_after)
+    if isinstance(error, Unavailable) and error.may_have_reached_server:
+        return DeletionEvent.Outcome.UNKNOWN, unknown.format(
+            reason=f" (HTTP {error.status})" if error.status else ""
+        )
+    return DeletionEvent.Outcome.FAILED, error.user_message
 
 
 class CheckFailed(Exception):

@@ -29,10 +29,10 @@ from vms import (
     selectors,
     services,
     table_version,
+    vm_actions,
 )
 from vms.billing import billing_doubt, epoch_progress
 from vms.display import format_data_age
-from vms.fluence.client import ADAPTERS
 from vms.forms import ApiKeyForm, ApiKeyRenameForm, KeyShareForm
 from vms.permissions import ROLE_LABELS, can_manage_key, can_share_key
 from vms.request_meta import RequestMeta
@@ -123,48 +123,11 @@ def _vm_context(request: HttpRequest, key_id: int, vm_id: str, *, fresh: bool = 
         "data_age": format_data_age(lookup.result.fetched_at, now) if lookup.result.fetched_at else None,
         "deleting": lookup.deleting,
         "can_delete": lookup.result.account.can_delete,
-        "rename": _rename_offer(lookup),
-        "restart_offer": _restart_offer(lookup),
-        "ports_offer": _ports_offer(lookup),
+        **vm_actions.offers(lookup),
         "poll_seconds": settings.VM_POLL_FAST_SECONDS
         if vm is None or vm.status.is_transitional
         else settings.VM_POLL_SLOW_SECONDS,
     }
-
-
-def _rename_offer(lookup):
-    """The rename form's rule when this person may rename this VM and its API can (else None): the
-    person's role is the account's (vms.permissions), the API's rule the adapter's."""
-    adapter = ADAPTERS.get(lookup.result.account.generation)
-    if lookup.vm is None or not lookup.result.account.can_delete or adapter is None or not adapter.can_rename:
-        return None
-    return {"rule": adapter.name_rule, "max_length": 25 if adapter.name == "b" else 100, "api": adapter.label}
-
-
-def _restart_offer(lookup) -> list[tuple[str, str]]:
-    """(kind, label) of the restarts this person may ask for this VM now: owner or operator (the account's
-    role, vms.permissions), an API that can, and Fluence listing the action among the VM's allowedActions."""
-    adapter = ADAPTERS.get(lookup.result.account.generation)
-    vm = lookup.vm
-    if vm is None or not lookup.result.account.can_delete or adapter is None or not adapter.can_restart:
-        return []
-    allowed = vm.allowed_actions or ()
-    offers = [("restart", "Restart"), ("softreboot", "Soft reboot")]
-    return [
-        (kind, label) for kind, label in offers if services.RESTART_ACTIONS[kind == "softreboot"] in allowed
-    ]
-
-
-def _ports_offer(lookup) -> str | None:
-    """The open ports as the form starts from them ("22/tcp, 80/tcp") when this person may change them and
-    the VM's API can (else None)."""
-    adapter = ADAPTERS.get(lookup.result.account.generation)
-    vm = lookup.vm
-    if vm is None or not lookup.result.account.can_delete or adapter is None or not adapter.can_set_ports:
-        return None
-    if any(item.field.split(".")[0].split("[")[0] == "ports" for item in vm.unreadable):
-        return None  # a list that replaces ports nobody could read is not offered
-    return services.ports_text(vm.ports)
 
 
 @login_required
@@ -544,7 +507,7 @@ def vm_rename(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         raise Http404("No such VM.")
     status, result, problem = 200, None, None
     try:
-        result = services.vm_rename(
+        result = vm_actions.vm_rename(
             user=request.user,
             api_key=lookup.api_key,
             vm=lookup.vm,
@@ -555,7 +518,7 @@ def vm_rename(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         status, problem = 403, str(refused)
     except ValidationError as invalid:
         status, problem = 400, " ".join(invalid.messages)
-    except services.ActionRefused as refused:
+    except vm_actions.ActionRefused as refused:
         status, problem = 400, str(refused)
     return _action_response(request, key_id, vm_id, result, problem, status)
 
@@ -572,7 +535,7 @@ def vm_restart(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     if kind not in ("restart", "softreboot"):
         return _action_response(request, key_id, vm_id, None, "Choose restart or soft reboot.", 400)
     try:
-        result = services.vm_restart(
+        result = vm_actions.vm_restart(
             user=request.user,
             api_key=lookup.api_key,
             vm=lookup.vm,
@@ -581,7 +544,7 @@ def vm_restart(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         )
     except services.NotAllowed as refused:
         status, problem = 403, str(refused)
-    except services.ActionRefused as refused:
+    except vm_actions.ActionRefused as refused:
         status, problem = 400, str(refused)
     return _action_response(request, key_id, vm_id, result, problem, status)
 
@@ -597,11 +560,11 @@ def vm_ports(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     typed = request.POST.get("ports", "")
     status, result, problem = 200, None, None
     try:
-        result = services.vm_ports_set(
+        result = vm_actions.vm_ports_set(
             user=request.user,
             api_key=lookup.api_key,
             vm=lookup.vm,
-            ports=services.clean_ports(typed),
+            ports=vm_actions.clean_ports(typed),
             ssh_confirmed=request.POST.get("confirm_ssh") == "yes",
             meta=RequestMeta.from_request(request),
         )
@@ -609,9 +572,9 @@ def vm_ports(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
         status, problem = 403, str(refused)
     except ValidationError as invalid:
         status, problem = 400, " ".join(invalid.messages)
-    except services.ActionRefused as refused:
+    except vm_actions.ActionRefused as refused:
         status, problem = 400, str(refused)
-    except services.SshLockoutUnconfirmed as unconfirmed:
+    except vm_actions.SshLockoutUnconfirmed as unconfirmed:
         context = {"problem": str(unconfirmed), "ports": typed, "key_id": key_id, "vm": lookup.vm}
         if not htmx.is_partial(request):
             return render(request, "vms/ports_confirm.html", context, status=400)

@@ -121,6 +121,7 @@ class ApiAdapter:
     # What a new name must look like (None: this API cannot rename), and the rule in words.
     name_pattern: ClassVar[re.Pattern | None] = None
     name_rule: ClassVar[str] = ""
+    name_max_length: ClassVar[int] = 0
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError
@@ -202,6 +203,7 @@ class GenerationAAdapter(BaselineAdapter):
     # Fluence documents no rule for vmName on this API: printable, without control characters.
     name_pattern = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
     name_rule = "1 to 100 characters, no control characters"
+    name_max_length = 100
 
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # One call deletes them all: Fluence accepts or refuses the batch as a whole.
@@ -413,6 +415,7 @@ class GenerationBAdapter(ApiAdapter):
     can_restart = True
     name_pattern = re.compile(r"^[a-z0-9-]{1,25}$")
     name_rule = "1 to 25 lowercase letters, digits or hyphens"
+    name_max_length = 25
 
     def delete_vms(self, client: FluenceClient, vm_ids: list[str]) -> None:
         # One call per VM, no body; a key without the vms:write scope is told so in words.

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 
-from vms import services
+from vms import services, vm_actions
 from vms.audit import action_label, attempts_needing_reconciliation
 from vms.crypto import SecretDecryptionError
 from vms.fluence.errors import FluenceError
@@ -76,7 +76,7 @@ class Command(BaseCommand):
     def _reconcile_actions(self, older_than: timedelta, *, dry_run: bool) -> dict[str, int]:
         counts = dict.fromkeys(("checked", "succeeded", "failed", "cannot_tell", "skipped", "errors"), 0)
         for intent in attempts_needing_reconciliation(
-            older_than=older_than, actions=services.SETTLED_ACTIONS
+            older_than=older_than, actions=vm_actions.SETTLED_ACTIONS
         ):
             counts["checked"] += 1
             label = (
@@ -93,10 +93,10 @@ class Command(BaseCommand):
                 counts["errors"] += 1
                 self.stdout.write(f"Not checked {label}: {vms.user_message}")
                 continue
-            settlement = services.action_attempt_settle(
+            settlement = vm_actions.action_attempt_settle(
                 intent=intent, vms=vms, source="reconcile", dry_run=dry_run
             )
-            if settlement.outcome == services.CANNOT_TELL:
+            if settlement.outcome == vm_actions.CANNOT_TELL:
                 counts["cannot_tell"] += 1
                 self.stdout.write(f"Cannot tell {label}: {settlement.message}")
                 continue
@@ -150,7 +150,7 @@ class Command(BaseCommand):
 
 def _listed_vms(api_key: ApiKey) -> dict | FluenceError | SecretDecryptionError:
     try:
-        return services.listed_vms(api_key)
+        return vm_actions.listed_vms(api_key)
     except (FluenceError, SecretDecryptionError) as error:
         return error
 
