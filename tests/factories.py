@@ -39,3 +39,39 @@ def deletion_rows():
     from vms.models import DeletionEvent
 
     return DeletionEvent.objects.filter(action=DeletionEvent.Action.VM_DELETE)
+
+
+def make_team(owner, sandbox, django_user_model, *, secrets: dict[str, str], vm_count: int, label: str):
+    """A key per sandbox account of `secrets` (generation -> secret, `vm_count` VMs each) owned by `owner`
+    and shared with an operators' and a viewers' group; the people of each role: owner, operator (otto),
+    viewer (vera) and stranger (sam)."""
+    from django.contrib.auth.models import Group
+
+    keys = {}
+    for generation, secret in secrets.items():
+        sandbox.state.configure_account(secret, vm_count=vm_count)
+        keys[generation] = make_api_key(owner, sandbox, secret=secret, label=f"{label} {generation}")
+    operators, viewers = Group.objects.create(name="ops"), Group.objects.create(name="watchers")
+    for api_key in keys.values():
+        api_key.shares.create(group=operators, role="operator")
+        api_key.shares.create(group=viewers, role="viewer")
+    people = {"owner": owner}
+    for role, name, group in (
+        ("operator", "otto", operators),
+        ("viewer", "vera", viewers),
+        ("stranger", "sam", None),
+    ):
+        person = django_user_model.objects.create_user(username=name, password=f"{name}-password-1")
+        if group is not None:
+            person.groups.add(group)
+        people[role] = person
+    return {"keys": keys, "secrets": secrets, "people": people}
+
+
+def signed_in(person):
+    """A test client signed in as `person`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(person)
+    return client

@@ -4,12 +4,10 @@ current ports, and closing 22/tcp asks for an explicit confirmation; each role, 
 import itertools
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.test import Client
 from django.urls import reverse
 
-from tests.factories import make_api_key, meta_for
+from tests.factories import make_team, meta_for, signed_in
 from vms import selectors, vm_actions
 from vms.models import DeletionEvent
 
@@ -35,31 +33,8 @@ def world(user, sandbox, django_user_model):
         "b": f"sbx_b_ports_{number:04d}",
         "baseline": f"sbx_ports_{number:04d}",
     }
-    keys = {}
-    for generation, secret in secrets.items():
-        sandbox.state.configure_account(secret, vm_count=3)
-        keys[generation] = make_api_key(user, sandbox, secret=secret, label=f"Ports {generation}")
-    operators, viewers = Group.objects.create(name="ops"), Group.objects.create(name="watchers")
-    for api_key in keys.values():
-        api_key.shares.create(group=operators, role="operator")
-        api_key.shares.create(group=viewers, role="viewer")
-    people = {"owner": user}
-    for role, name, group in (
-        ("operator", "otto", operators),
-        ("viewer", "vera", viewers),
-        ("stranger", "sam", None),
-    ):
-        person = django_user_model.objects.create_user(username=name, password=f"{name}-password-1")
-        if group is not None:
-            person.groups.add(group)
-        people[role] = person
-    return {"keys": keys, "secrets": secrets, "people": people}
-
-
-def signed_in(person) -> Client:
-    client = Client()
-    client.force_login(person)
-    return client
+    team = make_team(user, sandbox, django_user_model, secrets=secrets, vm_count=3, label="Ports")
+    return team
 
 
 def first_vm(sandbox, world, generation="a"):

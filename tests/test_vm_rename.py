@@ -4,10 +4,10 @@ before and after the one call it sends."""
 import itertools
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from tests.factories import make_api_key
+from tests.factories import make_team, signed_in
 from vms.models import DeletionEvent
 
 pytestmark = pytest.mark.django_db
@@ -45,33 +45,8 @@ def world(user, sandbox, django_user_model, client):
             "baseline": f"sbx_rename_baseline_{number:04d}",
         }
     )
-    keys = {}
-    for generation, secret in KEYS.items():
-        sandbox.state.configure_account(secret, vm_count=3)
-        keys[generation] = make_api_key(user, sandbox, secret=secret, label=f"Rename {generation}")
-    operators, viewers = Group.objects.create(name="ops"), Group.objects.create(name="watchers")
-    for api_key in keys.values():
-        api_key.shares.create(group=operators, role="operator")
-        api_key.shares.create(group=viewers, role="viewer")
-    people = {"owner": user}
-    for role, name, group in (
-        ("operator", "otto", operators),
-        ("viewer", "vera", viewers),
-        ("stranger", "sam", None),
-    ):
-        person = django_user_model.objects.create_user(username=name, password=f"{name}-password-1")
-        if group is not None:
-            person.groups.add(group)
-        people[role] = person
-    return {"keys": keys, "people": people}
-
-
-def _client_for(person, client_factory):
-    from django.test import Client
-
-    signed_in = Client()
-    signed_in.force_login(person)
-    return signed_in
+    team = make_team(user, sandbox, django_user_model, secrets=KEYS, vm_count=3, label="Rename")
+    return team
 
 
 def _vm(sandbox, generation):
@@ -82,7 +57,7 @@ def _rename(world, sandbox, generation, role="owner", name=NEW_NAME, headers=HX)
     api_key = world["keys"][generation]
     vm = _vm(sandbox, generation)
     sandbox.state.reset_counts()
-    person_client = _client_for(world["people"][role], None)
+    person_client = signed_in(world["people"][role])
     url = reverse("vms:rename", args=[api_key.pk, vm["id"]])
     return vm, person_client.post(url, {"name": name}, **headers)
 
@@ -147,14 +122,14 @@ def test_the_page_offers_the_form_to_owners_and_operators_only(world, sandbox, g
     api_key = world["keys"][generation]
     url = reverse("vms:detail", args=[api_key.pk, _vm(sandbox, generation)["id"]])
     for role, offered in (("owner", True), ("operator", True), ("viewer", False)):
-        body = _client_for(world["people"][role], None).get(url).content.decode()
+        body = signed_in(world["people"][role]).get(url).content.decode()
         assert ('id="rename-form"' in body) is offered, role
 
 
 def test_the_page_offers_no_rename_on_the_baseline_api(world, sandbox):
     api_key = world["keys"]["baseline"]
     url = reverse("vms:detail", args=[api_key.pk, _vm(sandbox, "baseline")["id"]])
-    assert 'id="rename-form"' not in _client_for(world["people"]["owner"], None).get(url).content.decode()
+    assert 'id="rename-form"' not in signed_in(world["people"]["owner"]).get(url).content.decode()
 
 
 # --- faults -----------------------------------------------------------------------------------------------
@@ -182,7 +157,7 @@ def test_a_rename_under_each_fault_ends_with_its_outcome_and_is_never_retried(
 ):
     faults, expected = FAULTS[fault]
     vm = _vm(sandbox, generation)
-    _client_for(world["people"]["owner"], None).get(
+    signed_in(world["people"]["owner"]).get(
         reverse("vms:detail", args=[world["keys"][generation].pk, vm["id"]])
     )
     sandbox.state.set_faults(key=KEYS[generation], **faults)
@@ -223,7 +198,7 @@ def test_a_rename_changes_the_polled_tables_version_and_shows_at_the_next_poll(
     settings.FLUENCE_CACHE_SECONDS = 600  # the list stays fresh: only the rename may change the table
     frozen = 1_800_000_000 * 60 + 5  # the table's minute does not turn during the test
     monkeypatch.setattr(table_version, "time", SimpleNamespace(time=lambda: frozen))
-    owner = _client_for(world["people"]["owner"], None)
+    owner = signed_in(world["people"]["owner"])
     first = owner.get(reverse("vms:list"), **HX)
     version = first["X-Vm-Table-Version"]
     unchanged = owner.get(reverse("vms:list"), HTTP_X_VM_TABLE_VERSION=version, **HX)
@@ -236,7 +211,7 @@ def test_a_rename_changes_the_polled_tables_version_and_shows_at_the_next_poll(
 def test_an_unknown_rename_is_not_taken_for_an_unknown_deletion(world, sandbox, fast_timeouts, settings):
     settings.FLUENCE_CACHE_SECONDS = 60
     vm = _vm(sandbox, "b")
-    owner = _client_for(world["people"]["owner"], None)
+    owner = signed_in(world["people"]["owner"])
     owner.get(reverse("vms:list"))  # the list, read while Fluence answered
     sandbox.state.set_faults(key=KEYS["b"], drop=True)
     try:

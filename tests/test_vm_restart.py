@@ -4,11 +4,9 @@ role, under each fault, audited, and the VM shown in transition (polled faster) 
 import itertools
 
 import pytest
-from django.contrib.auth.models import Group
-from django.test import Client
 from django.urls import reverse
 
-from tests.factories import make_api_key, meta_for
+from tests.factories import make_team, meta_for, signed_in
 from vms import vm_actions
 from vms.models import DeletionEvent
 
@@ -32,33 +30,10 @@ def world(user, sandbox, django_user_model, settings):
     settings.FLUENCE_CACHE_SECONDS = 60
     number = next(_ACCOUNTS)
     secrets = {"b": f"sbx_b_restart_{number:04d}", "a": f"sbx_a_restart_{number:04d}"}
-    keys = {}
-    for generation, secret in secrets.items():
-        sandbox.state.configure_account(secret, vm_count=12)
-        keys[generation] = make_api_key(user, sandbox, secret=secret, label=f"Restart {generation}")
-    operators, viewers = Group.objects.create(name="ops"), Group.objects.create(name="watchers")
-    for api_key in keys.values():
-        api_key.shares.create(group=operators, role="operator")
-        api_key.shares.create(group=viewers, role="viewer")
-    people = {"owner": user}
-    for role, name, group in (
-        ("operator", "otto", operators),
-        ("viewer", "vera", viewers),
-        ("stranger", "sam", None),
-    ):
-        person = django_user_model.objects.create_user(username=name, password=f"{name}-password-1")
-        if group is not None:
-            person.groups.add(group)
-        people[role] = person
+    team = make_team(user, sandbox, django_user_model, secrets=secrets, vm_count=12, label="Restart")
     sandbox.state.restart_delay = 60  # restarting for the whole test
-    yield {"keys": keys, "secrets": secrets, "people": people}
+    yield team
     sandbox.state.restart_delay = 3.0
-
-
-def signed_in(person) -> Client:
-    client = Client()
-    client.force_login(person)
-    return client
 
 
 def vm_where(sandbox, world, generation="b", *, allowed=True):
