@@ -502,25 +502,15 @@ def vm_bulk_delete_job(request: HttpRequest, job_id: str) -> HttpResponse:
 @require_POST
 def vm_rename(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     """Rename a VM at Fluence (the form on its page), and show what came of it in place."""
-    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
-    if lookup is None or lookup.vm is None:
-        raise Http404("No such VM.")
-    status, result, problem = 200, None, None
-    try:
-        result = vm_actions.vm_rename(
-            user=request.user,
-            api_key=lookup.api_key,
-            vm=lookup.vm,
-            name=request.POST.get("name", ""),
-            meta=RequestMeta.from_request(request),
-        )
-    except services.NotAllowed as refused:
-        status, problem = 403, str(refused)
-    except ValidationError as invalid:
-        status, problem = 400, " ".join(invalid.messages)
-    except vm_actions.ActionRefused as refused:
-        status, problem = 400, str(refused)
-    return _action_response(request, key_id, vm_id, result, problem, status)
+    name = request.POST.get("name", "")
+    return _act(
+        request,
+        key_id,
+        vm_id,
+        lambda lookup, meta: vm_actions.vm_rename(
+            user=request.user, api_key=lookup.api_key, vm=lookup.vm, name=name, meta=meta
+        ),
+    )
 
 
 @login_required
@@ -528,25 +518,17 @@ def vm_rename(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
 def vm_restart(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     """Restart or soft-reboot a VM (`kind`: restart or softreboot), and show what came of it in place."""
     kind = request.POST.get("kind", "restart")
-    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id, fresh=True)
-    if lookup is None or lookup.vm is None:
-        raise Http404("No such VM.")
-    status, result, problem = 200, None, None
     if kind not in ("restart", "softreboot"):
         return _action_response(request, key_id, vm_id, None, "Choose restart or soft reboot.", 400)
-    try:
-        result = vm_actions.vm_restart(
-            user=request.user,
-            api_key=lookup.api_key,
-            vm=lookup.vm,
-            soft=kind == "softreboot",
-            meta=RequestMeta.from_request(request),
-        )
-    except services.NotAllowed as refused:
-        status, problem = 403, str(refused)
-    except vm_actions.ActionRefused as refused:
-        status, problem = 400, str(refused)
-    return _action_response(request, key_id, vm_id, result, problem, status)
+    return _act(
+        request,
+        key_id,
+        vm_id,
+        lambda lookup, meta: vm_actions.vm_restart(
+            user=request.user, api_key=lookup.api_key, vm=lookup.vm, soft=kind == "softreboot", meta=meta
+        ),
+        fresh=True,  # Fluence's allowedActions as they are now, not as the cached list had them
+    )
 
 
 @login_required
@@ -554,32 +536,43 @@ def vm_restart(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
 def vm_ports(request: HttpRequest, key_id: int, vm_id: str) -> HttpResponse:
     """Replace a VM's open ports with the list typed (the form starts from the current ones); closing
     22/tcp asks for an explicit confirmation first."""
-    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id)
-    if lookup is None or lookup.vm is None:
-        raise Http404("No such VM.")
     typed = request.POST.get("ports", "")
-    status, result, problem = 200, None, None
     try:
-        result = vm_actions.vm_ports_set(
-            user=request.user,
-            api_key=lookup.api_key,
-            vm=lookup.vm,
-            ports=vm_actions.clean_ports(typed),
-            ssh_confirmed=request.POST.get("confirm_ssh") == "yes",
-            meta=RequestMeta.from_request(request),
+        return _act(
+            request,
+            key_id,
+            vm_id,
+            lambda lookup, meta: vm_actions.vm_ports_set(
+                user=request.user,
+                api_key=lookup.api_key,
+                vm=lookup.vm,
+                ports=vm_actions.clean_ports(typed),
+                ssh_confirmed=request.POST.get("confirm_ssh") == "yes",
+                meta=meta,
+            ),
         )
-    except services.NotAllowed as refused:
-        status, problem = 403, str(refused)
-    except ValidationError as invalid:
-        status, problem = 400, " ".join(invalid.messages)
-    except vm_actions.ActionRefused as refused:
-        status, problem = 400, str(refused)
     except vm_actions.SshLockoutUnconfirmed as unconfirmed:
-        context = {"problem": str(unconfirmed), "ports": typed, "key_id": key_id, "vm": lookup.vm}
+        context = {"problem": str(unconfirmed), "ports": typed, "key_id": key_id, "vm": unconfirmed.vm}
         if not htmx.is_partial(request):
             return render(request, "vms/ports_confirm.html", context, status=400)
         return htmx.render(request, "vms/ports_confirm.html#confirm", context, status=400)
-    return _action_response(request, key_id, vm_id, result, problem, status)
+
+
+def _act(request: HttpRequest, key_id: int, vm_id: str, action, *, fresh: bool = False) -> HttpResponse:
+    """Run one VM action for this person and answer with its outcome: a 404 for a VM they cannot see, a
+    403 when the service refuses their role, a 400 for input or a moment the service refuses."""
+    lookup = selectors.vm_for_user(user=request.user, key_id=key_id, vm_id=vm_id, fresh=fresh)
+    if lookup is None or lookup.vm is None:
+        raise Http404("No such VM.")
+    try:
+        result = action(lookup, RequestMeta.from_request(request))
+    except services.NotAllowed as refused:
+        return _action_response(request, key_id, vm_id, None, str(refused), 403)
+    except ValidationError as invalid:
+        return _action_response(request, key_id, vm_id, None, " ".join(invalid.messages), 400)
+    except vm_actions.ActionRefused as refused:
+        return _action_response(request, key_id, vm_id, None, str(refused), 400)
+    return _action_response(request, key_id, vm_id, result, None, 200)
 
 
 def _action_response(

@@ -129,7 +129,12 @@ _PORT_ENTRY = re.compile(r"^(\d{1,5})(?:/([a-z]+))?$")
 
 
 class SshLockoutUnconfirmed(Exception):
-    """The new list closes 22/tcp and the person has not confirmed it: nothing was sent."""
+    """The new list closes 22/tcp and the person has not confirmed it: nothing was sent. `vm`: the VM, for
+    the confirmation."""
+
+    def __init__(self, message: str, *, vm: Vm) -> None:
+        super().__init__(message)
+        self.vm = vm
 
 
 def clean_ports(text: str) -> list[dict]:
@@ -190,7 +195,7 @@ def vm_ports_set(
     if SSH in before and SSH not in ports and not ssh_confirmed:
         metrics.action_counted(action, "refused")
         raise SshLockoutUnconfirmed(
-            "The new list closes 22/tcp: you may lock yourself out of SSH. Confirm to send it anyway."
+            "The new list closes 22/tcp: you may lock yourself out of SSH. Confirm to send it anyway.", vm=vm
         )
     return _vm_action_audited(
         client=client,
