@@ -164,11 +164,22 @@ class Status:
     string, which it does for classes it does not know, not for dataclasses.
     """
 
-    __slots__ = ("key", "raw")
+    __slots__ = ("css_class", "is_ended", "is_transitional", "key", "label", "needs_attention", "raw")
 
     def __init__(self, raw: str, key: str = "") -> None:
-        object.__setattr__(self, "raw", raw)
-        object.__setattr__(self, "key", normalise_status(raw))
+        # Everything a page asks of a status is worked out once: lists ask it of every VM on every refresh.
+        key = normalise_status(raw)
+        label, css_class = _STATUSES.get(key) or (raw.strip() or "Unknown", StatusClass.UNKNOWN)
+        for name, value in (
+            ("raw", raw),
+            ("key", key),
+            ("label", label),
+            ("css_class", css_class),
+            ("is_transitional", css_class is StatusClass.TRANSITIONAL),
+            ("needs_attention", css_class is StatusClass.ATTENTION),
+            ("is_ended", css_class is StatusClass.ENDED),
+        ):
+            object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
         raise AttributeError("a Status is immutable")
@@ -184,30 +195,6 @@ class Status:
 
     def __reduce__(self):
         return (Status, (self.raw,))
-
-    @property
-    def label(self) -> str:
-        known = _STATUSES.get(self.key)
-        if known:
-            return known[0]
-        return self.raw.strip() or "Unknown"
-
-    @property
-    def css_class(self) -> StatusClass:
-        known = _STATUSES.get(self.key)
-        return known[1] if known else StatusClass.UNKNOWN
-
-    @property
-    def is_transitional(self) -> bool:
-        return self.css_class is StatusClass.TRANSITIONAL
-
-    @property
-    def needs_attention(self) -> bool:
-        return self.css_class is StatusClass.ATTENTION
-
-    @property
-    def is_ended(self) -> bool:
-        return self.css_class is StatusClass.ENDED
 
     def __str__(self) -> str:
         return self.label
