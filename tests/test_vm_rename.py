@@ -16,6 +16,8 @@ HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/"}
 # Fresh sandbox accounts for every test: a request that outlived its test (a timeout) lands on its own.
 _ACCOUNTS = itertools.count()
 KEYS: dict[str, str] = {}
+CHOSEN: dict[str, str] = {}  # generation -> the id of the VM a test renames
+RUNNING = {"b": "launched", "a": "ACTIVE", "baseline": "ACTIVE"}
 NEW_NAME = "renamed-vm-7"
 
 
@@ -46,11 +48,20 @@ def world(user, sandbox, django_user_model, client):
         }
     )
     team = make_team(user, sandbox, django_user_model, secrets=KEYS, vm_count=3, label="Rename")
+    # The VM each test renames, running (the sandbox's own VMs have random statuses, and today's API
+    # refuses to rename a terminated one).
+    CHOSEN.update(
+        {
+            generation: sandbox.state.add_vm(secret, name="rename-me", status=RUNNING[generation])["id"]
+            for generation, secret in KEYS.items()
+        }
+    )
     return team
 
 
 def _vm(sandbox, generation):
-    return sandbox.state.vms_for(KEYS[generation])[0]
+    """The VM the test renames, as the sandbox holds it now."""
+    return next(vm for vm in sandbox.state.vms_for(KEYS[generation]) if vm["id"] == CHOSEN[generation])
 
 
 def _rename(world, sandbox, generation, role="owner", name=NEW_NAME, headers=HX):
