@@ -4,6 +4,7 @@ For any list, the VMs it gives equal the tolerant parsers' VMs (their JSON inclu
 reaches the tolerant parsers; a list with one odd field does, and keeps every VM."""
 
 import json
+import pickle
 
 import msgspec
 import pytest
@@ -257,6 +258,7 @@ def test_a_decoded_vm_keeps_everything_fluence_sent_read_only():
     data[1]["comment"] = {"nested": ["kept"]}
     vms, _ = decoding.read_vm_list(json.dumps(data).encode(), "baseline")
     assert vms[1].raw == data[1] and vms[1].raw_snapshot() == data[1]
+    assert pickle.loads(pickle.dumps(vms[1])).raw == data[1]  # noqa: S301 (our own object)
     with pytest.raises(TypeError):
         vms[1].raw["comment"]["nested"].append("changed")
     with pytest.raises(AttributeError):

@@ -277,15 +277,30 @@ def _matches(row: VmRow, query: VmQuery, needle: str) -> bool:
 
 def table_page(rows: tuple[VmRow, ...], query: VmQuery, *, now=None) -> TablePage:
     needle = query.search.lower()
-    matching = [row for row in rows if _matches(row, query, needle)]
+    filtered = query.is_filtered
+    matching = [row for row in rows if _matches(row, query, needle)] if filtered else list(rows)
     matching.sort(key=SORTS[query.sort][1], reverse=query.descending)
     pages = max(1, -(-len(matching) // PAGE_SIZE))
     page = min(query.page, pages)
     start = (page - 1) * PAGE_SIZE
-    states = [row_state(row) for row in matching]
-    counts = Counter(states)
-    statuses = {row.vm.status.key: row.vm.status.label for row in rows}
-    countries = {row.vm.datacenter.country_code.upper() for row in rows if row.vm.datacenter}
+    # One pass over every row (this runs on every refresh of every open list): the filters' choices and
+    # whether anything is changing count every row, the summary only the matching ones.
+    statuses, countries, any_changing = {}, set(), False
+    for row in rows:
+        status, datacenter = row.vm.status, row.vm.datacenter
+        statuses[status.key] = status.label
+        if datacenter is not None:
+            countries.add(datacenter.country_code)
+        any_changing = any_changing or row.deleting or status.is_transitional
+    counts: Counter = Counter()
+    attention, holding_reserve = [], []
+    for row in matching:
+        state = row_state(row)
+        counts[state] += 1
+        if state == StatusClass.ATTENTION:
+            attention.append(AttentionItem(row, attention_sentence(row.vm, now)))
+        if state != DELETING and _holds_reserve(row.vm):
+            holding_reserve.append(row)
     return TablePage(
         rows=tuple(matching[start : start + PAGE_SIZE]),
         matching=len(matching),
@@ -296,17 +311,9 @@ def table_page(rows: tuple[VmRow, ...], query: VmQuery, *, now=None) -> TablePag
         status_counts=tuple(
             StatusCount(state, label, counts[state]) for state, label in STATE_LABELS.items() if counts[state]
         ),
-        attention=tuple(
-            AttentionItem(row, attention_sentence(row.vm, now))
-            for row, state in zip(matching, states, strict=True)
-            if state == StatusClass.ATTENTION
-        ),
-        holding_reserve=tuple(
-            row
-            for row, state in zip(matching, states, strict=True)
-            if state != DELETING and _holds_reserve(row.vm)
-        ),
-        any_changing=any(row.deleting or row.vm.status.is_transitional for row in rows),
+        attention=tuple(attention),
+        holding_reserve=tuple(holding_reserve),
+        any_changing=any_changing,
         status_options=tuple(sorted(statuses.items(), key=lambda item: item[1])),
         country_options=tuple(sorted(((code, country_name(code)) for code in countries), key=lambda c: c[1])),
     )

@@ -69,7 +69,6 @@ _LISTS = {
     generation: msgspec.json.Decoder(list[cls], dec_hook=_hook)
     for generation, cls in (("baseline", VmBaseline), ("a", VmA), ("b", VmB))
 }
-_RAW_LIST = msgspec.json.Decoder(list[Raw])
 
 
 def read_vm_list(body: bytes, generation: str) -> tuple[list[Vm], list[str]]:
@@ -81,13 +80,10 @@ def read_vm_list(body: bytes, generation: str) -> tuple[list[Vm], list[str]]:
             vms = _LISTS[generation].decode(body)
         except msgspec.DecodeError:  # a ValidationError too: the list is not all in the documented form
             return models.parse_vm_list_lenient(json.loads(body), copy=False, generation=generation)
-        _keep_sources(vms, _RAW_LIST.decode(body))
+        answer = models.ListJson(body)
+        for index, vm in enumerate(vms):
+            force_setattr(vm, "_source", (answer, index))
     return vms, []
-
-
-def _keep_sources(vms: list[Vm], raws: list[Raw]) -> None:
-    for vm, raw in zip(vms, raws, strict=True):
-        force_setattr(vm, "_source", raw)
 
 
 # --- today's API: the pages of a list, as the cache keeps them ---------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import re
+import string
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -369,7 +371,11 @@ class Gigabytes(Decimal):
 # to them.
 _TEXT = Annotated[str, Meta(min_length=1)]
 _TRIMMED = Annotated[str, Meta(pattern=r"\A\S(?:.*\S)?\Z")]
-_UPPER_CODE = Annotated[str, Meta(pattern=r"\A[A-Z]*\Z")]
+# A country (ISO 3166, two letters) and a city (UN/LOCODE, three) as every code of that many capitals, a set
+# the decoder looks up: two regular expressions per VM cost more than the rest of its datacenter. Another
+# spelling (lower case, padding, digits) goes the long way, which reads it as `_code` does.
+_COUNTRY_CODE = Literal[tuple(["", *map("".join, itertools.product(string.ascii_uppercase, repeat=2))])]
+_CITY_CODE = Literal[tuple(["", *map("".join, itertools.product(string.ascii_uppercase, repeat=3))])]
 # The documented resource types and port protocols, as a set the decoder looks up (a pattern would cost a
 # regular expression per resource); another type or spelling goes the long way.
 _RESOURCE_TYPE = Literal["VCPU", "RAM", "STORAGE", "PUBLIC_IP", "NETWORK_BANDWIDTH", "GPU"]
@@ -474,8 +480,8 @@ class Resource(Struct, frozen=True, gc=False):
 
 class Datacenter(Struct, frozen=True, gc=False, kw_only=True):
     id: str = ""
-    country_code: _UPPER_CODE = wire(default="", name="countryCode")
-    city_code: _UPPER_CODE = wire(default="", name="cityCode")
+    country_code: _COUNTRY_CODE = wire(default="", name="countryCode")
+    city_code: _CITY_CODE = wire(default="", name="cityCode")
     city_index: int | None = wire(default=None, name="cityIndex")
     tier: int | None = None
     certifications: tuple[str, ...] = ()
@@ -505,6 +511,31 @@ _GB_IN_MIB = Decimal(1000**3) / Decimal(1024**2)
 def month_of(daily: Decimal) -> Decimal:
     """A day's cost (or a sum of them) over a month of 730 hours."""
     return daily / HOURS_PER_EPOCH * HOURS_PER_MONTH  # generation B counts RAM in decimal gigabytes
+
+
+class ListJson:
+    """A list answer's bytes, whose items (each VM's own JSON) are found the first time one is asked for:
+    most VMs of a list are never shown whole."""
+
+    __slots__ = ("_items", "body")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._items: list[Raw] | None = None
+
+    def item(self, index: int) -> Raw:
+        if self._items is None:
+            self._items = msgspec.json.decode(self.body, type=list[Raw])
+        return self._items[index]
+
+    def __reduce__(self):
+        return (ListJson, (self.body,))
+
+    def __eq__(self, other: object) -> bool:  # the same answer, read twice, is the same answer
+        return type(other) is ListJson and other.body == self.body
+
+    def __hash__(self) -> int:
+        return hash(self.body)
 
 
 _NO_STATUS = Status("")
@@ -551,8 +582,8 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     public_ip_id: str | None = None
     boot_disk: str | None = None
     data_disks: tuple[str, ...] = ()
-    # Fluence's own object for this VM: the decoded object, or the bytes of it in the list answer (a
-    # msgspec Raw, decoded when asked for). Read it through `raw`.
+    # Fluence's own object for this VM: the decoded object, its bytes (a msgspec Raw), or where they are in
+    # a list answer ((ListJson, index)); the last two are decoded when asked for. Read it through `raw`.
     _source: object = wire(default_factory=lambda: EMPTY)
 
     def __hash__(self) -> int:  # its JSON is not hashable: equal VMs share their class and id
@@ -579,6 +610,9 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     def raw(self) -> Mapping[str, object]:
         """Fluence's own object for this VM, read-only (unknown fields included)."""
         source = self._source
+        if type(source) is tuple:  # (ListJson, index): the item of a list answer, found when asked for
+            answer, index = source
+            source = answer.item(index)
         if type(source) is Raw:
             return freeze(msgspec.json.decode(source))
         return freeze(source)
