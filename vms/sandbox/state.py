@@ -431,12 +431,7 @@ class SandboxState:
         an unknown VM, 422 for a name outside ``^[a-z0-9-]{1,25}$``, 406 while the VM is terminating or
         terminated."""
         with self._lock:
-            account = self._b_account(key)
-            if account.options.read_only:
-                raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
-            now = self.clock()
-            self._tick(account, now)
-            record = self._b_record(account, vm_id)
+            account, record, now = self._b_write_target(key, vm_id)
             if not isinstance(name, str) or not B_NAME_PATTERN.match(name):
                 raise ApiError(422, "name must match ^[a-z0-9-]{1,25}$", "unprocessable_entity")
             status = record.data["status"]
@@ -453,15 +448,8 @@ class SandboxState:
         allowedActions lack the action (a VM in transition, or ended)."""
         action, status = ("softReboot", "softRebooting") if soft else ("restart", "restarting")
         with self._lock:
-            account = self._b_account(key)
-            if account.options.read_only:
-                raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
-            now = self.clock()
-            self._tick(account, now)
-            record = self._b_record(account, vm_id)
-            if action not in record.data["allowedActions"]:
-                current = record.data["status"]
-                raise ApiError(406, f"The VM is {current}: {action} is not allowed now", "not_acceptable")
+            account, record, now = self._b_write_target(key, vm_id)
+            _refuse_unless_allowed(record, action)
             data_b.begin_restart(record, now, max(0.0, float(self.restart_delay)), status)
             account.changed()
             return self._vm_json_b(account, record, (), listed=False)
@@ -536,15 +524,8 @@ class SandboxState:
         lack ``terminate`` (transitional states, and VMs already terminated).
         """
         with self._lock:
-            account = self._b_account(key)
-            if account.options.read_only:
-                raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
-            now = self.clock()
-            self._tick(account, now)
-            record = self._b_record(account, vm_id)
-            if "terminate" not in record.data["allowedActions"]:
-                status = record.data["status"]
-                raise ApiError(406, f"The VM is {status}: terminate is not allowed now", "not_acceptable")
+            account, record, now = self._b_write_target(key, vm_id)
+            _refuse_unless_allowed(record, "terminate")
             data_b.begin_termination(record, now, max(0.0, float(self.deletion_delay)))
             account.changed()
             # The answer shows the VM as the request left it (terminating), even with no delay at all.
@@ -564,6 +545,16 @@ class SandboxState:
         if account.generation != GENERATION_B:
             raise ValueError("not a generation B account")
         return account
+
+    def _b_write_target(self, key: str, vm_id: str) -> tuple[Account, data_b.VmRecordB, float]:
+        """For a write to one VM of today's API, under the lock: the account, brought up to now, the VM and
+        now. ApiError 403 for a read-only key, 404 for an unknown VM."""
+        account = self._b_account(key)
+        if account.options.read_only:
+            raise ApiError(403, "This API key lacks the vms:write scope", "forbidden")
+        now = self.clock()
+        self._tick(account, now)
+        return account, self._b_record(account, vm_id), now
 
     def _b_record(self, account: Account, vm_id: str) -> data_b.VmRecordB:
         record = account.by_id.get(vm_id.lower())
@@ -718,3 +709,10 @@ class SandboxState:
                 by_key[fingerprint(k)] += n
             total = sum(self._counts.values())
         return {"total": total, "by_endpoint": dict(by_endpoint), "by_key": dict(by_key)}
+
+
+def _refuse_unless_allowed(record: data_b.VmRecordB, action: str) -> None:
+    """ApiError 406 unless the VM's allowedActions list `action` (today's API refuses it in this status)."""
+    if action not in record.data["allowedActions"]:
+        status = record.data["status"]
+        raise ApiError(406, f"The VM is {status}: {action} is not allowed now", "not_acceptable")
