@@ -75,3 +75,21 @@ def signed_in(person):
     client = Client()
     client.force_login(person)
     return client
+
+
+# The sandbox's faults, each with the outcome a write under it must end with (a write is never retried: a
+# request that may have reached Fluence is unknown, a refused one failed). With short_timeouts, "timeout"
+# outlasts the client.
+WRITE_FAULTS = {
+    "timeout": ({"latency_ms": 900}, "unknown"),
+    "500": ({"error_rate": 1.0, "error_status": 500}, "unknown"),
+    "503": ({"error_rate": 1.0, "error_status": 503}, "unknown"),
+    "drop": ({"drop": True}, "unknown"),
+    "429": ({"rate_limit_retry_after": 40}, "failed"),
+}
+
+
+def short_timeouts(settings) -> None:
+    """Client timeouts the sandbox's "timeout" fault (900 ms) outlasts."""
+    settings.FLUENCE_READ_TIMEOUT = settings.FLUENCE_CONNECT_TIMEOUT = 0.4
+    settings.FLUENCE_TOTAL_TIMEOUT = 1.0

@@ -75,7 +75,8 @@ def b_vm(sandbox, accounts, *, restartable=True):
     raise AssertionError("no such VM")
 
 
-def test_a_rename_fluence_shows_done_is_settled_as_succeeded(accounts, sandbox):
+def a_rename_that_arrived(accounts, sandbox):
+    """A rename of unknown outcome in the audit trail that Fluence did carry out: its intent row."""
     vm = b_vm(sandbox, accounts)
     intent = unknown_attempt(
         accounts["keys"]["b"],
@@ -83,7 +84,12 @@ def test_a_rename_fluence_shows_done_is_settled_as_succeeded(accounts, sandbox):
         "vm_rename",
         {"before": {"name": vm["name"]}, "after": {"name": "web-9"}},
     )
-    sandbox.state.rename_vm_b(accounts["secrets"]["b"], vm["id"], "web-9")  # it did arrive
+    sandbox.state.rename_vm_b(accounts["secrets"]["b"], vm["id"], "web-9")
+    return intent
+
+
+def test_a_rename_fluence_shows_done_is_settled_as_succeeded(accounts, sandbox):
+    intent = a_rename_that_arrived(accounts, sandbox)
     output = reconcile()
     assert outcomes_of(intent) == [("unknown", "portal"), ("succeeded", "reconcile")]
     assert "Appended succeeded for vm renamed attempt" in output
@@ -162,14 +168,7 @@ def test_a_port_change_is_settled_by_the_ports_fluence_lists(accounts, sandbox):
 
 
 def test_a_dry_run_appends_nothing_and_a_settled_attempt_is_left_alone(accounts, sandbox):
-    vm = b_vm(sandbox, accounts)
-    intent = unknown_attempt(
-        accounts["keys"]["b"],
-        vm["id"],
-        "vm_rename",
-        {"before": {"name": vm["name"]}, "after": {"name": "web-9"}},
-    )
-    sandbox.state.rename_vm_b(accounts["secrets"]["b"], vm["id"], "web-9")
+    intent = a_rename_that_arrived(accounts, sandbox)
     assert "Would append succeeded" in reconcile("--dry-run")
     assert outcomes_of(intent) == [("unknown", "portal")]
     reconcile()

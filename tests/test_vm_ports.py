@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from tests.factories import make_team, meta_for, signed_in
+from tests.factories import WRITE_FAULTS, make_team, meta_for, short_timeouts, signed_in
 from vms import selectors, vm_actions
 from vms.models import DeletionEvent
 
@@ -155,21 +155,12 @@ def test_clean_ports_reads_the_forms_spellings():
         vm_actions.clean_ports(", ".join(str(port) for port in range(1, 103)))
 
 
-FAULTS = {
-    "timeout": ({"latency_ms": 900}, "unknown"),
-    "500": ({"error_rate": 1.0, "error_status": 500}, "unknown"),
-    "drop": ({"drop": True}, "unknown"),
-    "429": ({"rate_limit_retry_after": 40}, "failed"),
-}
-
-
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", WRITE_FAULTS)
 def test_a_change_under_each_fault_ends_with_its_outcome_and_is_never_retried(
     world, sandbox, settings, fault
 ):
-    settings.FLUENCE_READ_TIMEOUT = settings.FLUENCE_CONNECT_TIMEOUT = 0.4
-    settings.FLUENCE_TOTAL_TIMEOUT = 1.0
-    faults, expected = FAULTS[fault]
+    short_timeouts(settings)
+    faults, expected = WRITE_FAULTS[fault]
     owner, api_key = world["people"]["owner"], world["keys"]["a"]
     vm = selectors.vm_for_user(user=owner, key_id=api_key.pk, vm_id=first_vm(sandbox, world)["id"]).vm
     sandbox.state.reset_counts()

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from tests.factories import make_team, signed_in
+from tests.factories import WRITE_FAULTS, make_team, short_timeouts, signed_in
 from vms.models import DeletionEvent
 
 pytestmark = pytest.mark.django_db
@@ -145,28 +145,18 @@ def test_the_page_offers_no_rename_on_the_baseline_api(world, sandbox):
 
 # --- faults -----------------------------------------------------------------------------------------------
 
-FAULTS = {
-    "timeout": ({"latency_ms": 900}, "unknown"),
-    "500": ({"error_rate": 1.0, "error_status": 500}, "unknown"),
-    "503": ({"error_rate": 1.0, "error_status": 503}, "unknown"),
-    "drop": ({"drop": True}, "unknown"),
-    "429": ({"rate_limit_retry_after": 40}, "failed"),
-}
-
 
 @pytest.fixture
 def fast_timeouts(settings):
-    settings.FLUENCE_READ_TIMEOUT = 0.4
-    settings.FLUENCE_CONNECT_TIMEOUT = 0.4
-    settings.FLUENCE_TOTAL_TIMEOUT = 1.0
+    short_timeouts(settings)
 
 
 @pytest.mark.parametrize("generation", ["a", "b"])
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", WRITE_FAULTS)
 def test_a_rename_under_each_fault_ends_with_its_outcome_and_is_never_retried(
     world, sandbox, fast_timeouts, generation, fault
 ):
-    faults, expected = FAULTS[fault]
+    faults, expected = WRITE_FAULTS[fault]
     vm = _vm(sandbox, generation)
     signed_in(world["people"]["owner"]).get(
         reverse("vms:detail", args=[world["keys"][generation].pk, vm["id"]])

@@ -6,7 +6,7 @@ import itertools
 import pytest
 from django.urls import reverse
 
-from tests.factories import make_team, meta_for, signed_in
+from tests.factories import WRITE_FAULTS, make_team, meta_for, short_timeouts, signed_in
 from vms import vm_actions
 from vms.models import DeletionEvent
 
@@ -132,22 +132,12 @@ def test_while_fluence_restarts_it_the_vm_is_shown_in_transition_and_polled_fast
     assert 'id="restart-button"' not in body  # Fluence allows nothing while it restarts
 
 
-FAULTS = {
-    "timeout": ({"latency_ms": 900}, "unknown"),
-    "500": ({"error_rate": 1.0, "error_status": 500}, "unknown"),
-    "503": ({"error_rate": 1.0, "error_status": 503}, "unknown"),
-    "drop": ({"drop": True}, "unknown"),
-    "429": ({"rate_limit_retry_after": 40}, "failed"),
-}
-
-
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", WRITE_FAULTS)
 def test_a_restart_under_each_fault_ends_with_its_outcome_and_is_never_retried(
     world, sandbox, settings, fault
 ):
-    settings.FLUENCE_READ_TIMEOUT = settings.FLUENCE_CONNECT_TIMEOUT = 0.4
-    settings.FLUENCE_TOTAL_TIMEOUT = 1.0
-    faults, expected = FAULTS[fault]
+    short_timeouts(settings)
+    faults, expected = WRITE_FAULTS[fault]
     vm = vm_where(sandbox, world)
     owner, api_key = world["people"]["owner"], world["keys"]["b"]
     from vms import selectors
