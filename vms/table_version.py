@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -105,22 +106,23 @@ def version(table_basis: Basis, *, user, query: VmQuery, accounts: tuple[Account
 REMEMBERED_SECONDS = 3600
 
 
-def remembered(table_basis: Basis, name: str, compute):
-    """What `compute()` reads from the database for a table (a person's columns, the unknown deletion
-    outcomes of some keys), kept in the shared cache for this epoch: every write that could change it
-    moves the epoch (the signals below), so a kept answer is never older than the database. `name` says
-    everything the answer depends on."""
+def remembered(table_basis: Basis, *reads: tuple[str, Callable[[], object]]) -> list:
+    """What each `compute()` of `reads` ((name, compute) pairs) reads from the database for a table (a
+    person's columns, the unknown deletion outcomes of some keys), kept in the shared cache for this epoch
+    and looked up in one round trip: every write that could change them moves the epoch (the signals
+    below), so a kept answer is never older than the database. A `name` says everything its answer
+    depends on. The answers, in the order of `reads`."""
     if table_basis.epoch is None:
-        return compute()
-    key = f"vms:table-read:{table_basis.epoch}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
-    found = cache.get(key, _MISSING)
-    if found is _MISSING:
-        found = compute()
-        cache.set(key, found, REMEMBERED_SECONDS)
-    return found
-
-
-_MISSING = object()
+        return [compute() for _, compute in reads]
+    keys = [
+        f"vms:table-read:{table_basis.epoch}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+        for name, _ in reads
+    ]
+    found = cache.get_many(keys)
+    computed = {key: compute() for key, (_, compute) in zip(keys, reads, strict=True) if key not in found}
+    if computed:
+        cache.set_many(computed, REMEMBERED_SECONDS)
+    return [found[key] if key in found else computed[key] for key in keys]
 
 
 # --- a poll --------------------------------------------------------------------------------------------

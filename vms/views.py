@@ -50,14 +50,13 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     listing = selectors.vms_for_user(user=request.user)
     services.apikeys_record_answers(results=listing.accounts)
     now = timezone.now()
-    # Kept by the table epoch (database writes move it): most renders ask the database for neither.
-    columns = table_version.remembered(
-        basis, f"columns:{request.user.pk}", lambda: preferences.vm_columns_for_user(user=request.user)
-    )
-    # One query for every visible key: which VMs have a deletion whose outcome is unknown.
+    # Kept by the table epoch (database writes move it): most renders ask the database for neither. The
+    # unknown deletions: one query for every visible key, which VMs have a deletion of unknown outcome.
     key_ids = [result.account.key_id for result in listing.accounts]
-    unknown = table_version.remembered(
-        basis, "unknown:" + ",".join(map(str, key_ids)), lambda: audit.unknown_deletions(key_ids=key_ids)
+    columns, unknown = table_version.remembered(
+        basis,
+        (f"columns:{request.user.pk}", lambda: preferences.vm_columns_for_user(user=request.user)),
+        ("unknown:" + ",".join(map(str, key_ids)), lambda: audit.unknown_deletions(key_ids=key_ids)),
     )
     version = table_version.version(basis, user=request.user, query=query, accounts=listing.accounts)
     context = {
