@@ -82,7 +82,7 @@ document.addEventListener("click", (event) => {
 document.addEventListener("change", (event) => {
   const all = event.target.closest("[data-select-all]");
   if (!all) return;
-  document.querySelectorAll(all.dataset.selectAll).forEach((box) => { box.checked = all.checked; });
+  document.querySelectorAll(all.dataset.selectAll).forEach((box) => { box.checked = all.checked; rememberTick(box); });
 });
 
 // Row "Delete" links (the link in a row's last cell) open the confirmation dialog through htmx. They stay
@@ -95,12 +95,15 @@ document.addEventListener("click", (event) => {
   htmx.ajax("GET", link.getAttribute("href"), { target: "#modal-content" });  // the default swap: its content
 });
 
-// The table is refreshed in place: keep the rows the person ticked ticked across refreshes.
-let tickedRows = new Set();
-document.addEventListener("htmx:beforeSwap", (event) => {
-  if (event.detail.target && event.detail.target.id === "vm-table") {
-    tickedRows = new Set(Array.from(document.querySelectorAll("#vm-table input[name=vm]:checked"), (box) => box.value));
-  }
+// The table is refreshed in place: keep the rows the person ticked ticked across refreshes. The ticks are
+// kept as they are made, not read just before a swap: a tick landing between a refresh's answer and its
+// swap would otherwise be lost with the old table.
+const tickedRows = new Set();
+function rememberTick(box) {
+  if (box.checked) tickedRows.add(box.value); else tickedRows.delete(box.value);
+}
+document.addEventListener("change", (event) => {
+  if (event.target.matches && event.target.matches("#vm-table input[name=vm]")) rememberTick(event.target);
 });
 document.addEventListener("htmx:afterSettle", () => {
   if (!tickedRows.size) return;

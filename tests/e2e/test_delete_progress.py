@@ -104,6 +104,32 @@ def test_delete_selected_is_disabled_until_rows_are_ticked(page, portal, sandbox
     expect(button).to_be_disabled()
 
 
+def test_a_tick_made_while_a_refresh_lands_is_kept(page, portal, sandbox, fast):
+    """A person ticks a row between a refresh's answer and its swap: the new table has it ticked."""
+    vms = _bulk_key(sandbox)[:2]
+    sign_in(page, portal)
+    box = f'#vm-table tr[data-vm-id="{vms[1]["id"]}"] input[name=vm]'
+    expect(page.locator(box)).not_to_be_checked()
+    # The tick lands at the worst moment: the answer is in, the old table is about to be replaced.
+    page.evaluate(
+        """(selector) => {
+        window.tickedInTheWindow = false;
+        document.addEventListener("htmx:beforeSwap", (event) => {
+          if (window.tickedInTheWindow || event.detail.target.id !== "vm-table") return;
+          window.tickedInTheWindow = true;
+          document.querySelector(selector).click();
+        });
+    }""",
+        box,
+    )
+    page.evaluate("document.querySelector('#vm-table').dataset.before = 'yes'")
+    page.evaluate("document.body.dispatchEvent(new Event('vms-changed'))")
+    expect(page.locator("#vm-table:not([data-before])")).to_be_attached()  # the table was replaced
+    assert page.evaluate("window.tickedInTheWindow")  # with the tick made while its answer landed
+    expect(page.locator(box)).to_be_checked()
+    expect(page.locator("#bulk-delete-button")).to_be_enabled()
+
+
 def test_a_slow_bulk_delete_shows_its_progress_then_the_outcomes(page, portal, sandbox, fast):
     vms = _bulk_key(sandbox)[:5]
     sign_in(page, portal)
