@@ -1,12 +1,48 @@
-"""Django's Redis cache, with one redis-py client per server instead of one per call.
+"""Django's Redis cache, with one redis-py client per server instead of one per call, and several
+operations in one round trip.
 
 Django's client builds a `redis.Redis` object on every cache operation (measured: 45 us of a 136 us
 `get` on this machine), and the list page makes about seven of them on a cache miss. A redis-py client
 is safe to share between threads (each command borrows a connection from the pool), so one per pool
 serves the whole process. Django documents `get_client` as the method a custom client overrides.
+
+`run_together` sends a short sequence of operations (take a lock and read a key; write a list, its
+markers, and release the lock) as one pipeline: each round trip to Redis costs 0.1 to 0.2 ms, about what
+the whole rest of a cached refresh costs.
 """
 
+from collections.abc import Sequence
+
+from django.core.cache import cache as default_cache
 from django.core.cache.backends import redis as django_redis
+from django.core.cache.backends.base import BaseCache
+
+# ("get", key) -> the value or None; ("add", key, value, timeout) -> whether it was added;
+# ("set", key, value, timeout) -> None; ("delete", key) -> whether there was one.
+Operation = tuple
+
+
+def run_together(operations: Sequence[Operation], *, cache: BaseCache = default_cache) -> list:
+    """Run cache operations in their order, as one round trip where the cache can (this module's Redis
+    cache: one MULTI/EXEC pipeline, which no other client sees half done), else one call each. The
+    results, in the order of `operations`."""
+    together = getattr(cache, "run_together", None)
+    if together is not None:
+        return together(operations)
+    return [_run_one(cache, operation) for operation in operations]
+
+
+def _run_one(cache: BaseCache, operation: Operation):
+    kind, key, *rest = operation
+    if kind == "get":
+        return cache.get(key)
+    if kind == "add":
+        return cache.add(key, *rest)
+    if kind == "set":
+        return cache.set(key, *rest)
+    if kind == "delete":
+        return cache.delete(key)
+    raise ValueError(f"unknown cache operation {kind!r}")
 
 
 class _SharedClientRedisCacheClient(django_redis.RedisCacheClient):
@@ -26,3 +62,36 @@ class RedisCache(django_redis.RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = _SharedClientRedisCacheClient
+
+    def run_together(self, operations: Sequence[Operation]) -> list:
+        """See the module's run_together: the answers of one call per operation (Django's semantics for
+        each, a set with timeout 0 included; an add with timeout 0 is refused), in one pipeline."""
+        serializer = self._cache._serializer
+        pipeline = self._cache.get_client(write=True).pipeline(transaction=True)
+        kinds = []
+        for kind, key, *rest in operations:
+            key = self.make_and_validate_key(key)
+            if kind == "get":
+                pipeline.get(key)
+            elif kind in ("add", "set"):
+                value, timeout = rest
+                timeout = self.get_backend_timeout(timeout)
+                if timeout == 0 and kind == "add":
+                    # Django's add with timeout 0 deletes the key only if it added it: no pipeline can.
+                    raise ValueError("an add with timeout 0 cannot run together with other operations")
+                if timeout == 0:
+                    pipeline.delete(key)  # as Django's set with timeout 0
+                else:
+                    pipeline.set(key, serializer.dumps(value), ex=timeout, nx=kind == "add")
+            elif kind == "delete":
+                pipeline.delete(key)
+            else:
+                raise ValueError(f"unknown cache operation {kind!r}")
+            kinds.append(kind)
+        results = []
+        for kind, answer in zip(kinds, pipeline.execute(), strict=True):
+            if kind == "get":
+                results.append(None if answer is None else serializer.loads(answer))
+            else:
+                results.append(bool(answer) if kind in ("add", "delete") else None)
+        return results

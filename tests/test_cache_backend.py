@@ -9,10 +9,14 @@ import uuid
 
 import pytest
 import redis
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
-from fluence_portal.cache import RedisCache
+from fluence_portal.cache import RedisCache, run_together
 from fluence_portal.settings_test import redis_url_of_worker
+from tests.factories import make_api_key
+from vms import fetching, selectors
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 
@@ -71,6 +75,92 @@ def test_threads_share_the_client_safely(shared_cache):
     assert shared_cache.get_many([f"t{index}" for index in range(8)]) == {
         f"t{index}": 49 for index in range(8)
     }
+
+
+class RoundTrips:
+    """Counts what reaches Redis: each command sent alone, each pipeline once."""
+
+    def __init__(self, monkeypatch):
+        self.sent: list[str] = []
+        command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+        def counted_command(client, *args, **options):
+            self.sent.append(str(args[0]))
+            return command(client, *args, **options)
+
+        def counted_pipeline(pipe, *args, **options):
+            self.sent.append("pipeline:" + ",".join(str(queued[0][0]) for queued in pipe.command_stack))
+            return pipeline(pipe, *args, **options)
+
+        monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+        monkeypatch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
+
+
+OPERATIONS = [
+    ("add", "lock", "me", 30),
+    ("get", "marker"),
+    ("set", "data", (1, b"body"), 60),
+    ("set", "marker", {"token": 1}, 60),
+    ("get", "marker"),
+    ("add", "lock", "you", 30),
+    ("set", "gone", "soon", 0),
+    ("delete", "lock"),
+    ("delete", "lock"),
+    ("get", "lock"),
+]
+ANSWERS = [True, None, None, None, {"token": 1}, False, None, True, False, None]
+
+
+def test_operations_run_together_in_one_round_trip_answer_as_one_call_each(shared_cache, monkeypatch):
+    shared_cache.set("gone", "before", 60)
+    trips = RoundTrips(monkeypatch)
+    assert run_together(OPERATIONS, cache=shared_cache) == ANSWERS
+    assert len(trips.sent) == 1 and trips.sent[0].startswith("pipeline:")
+    assert shared_cache.get_many(["data", "marker", "gone", "lock"]) == {
+        "data": (1, b"body"),
+        "marker": {"token": 1},
+    }
+    # Any other cache runs them one call each, with the same answers.
+    assert run_together(OPERATIONS, cache=LocMemCache("run-together", {})) == ANSWERS
+
+
+def test_what_no_pipeline_can_do_is_refused_before_anything_is_sent(shared_cache, monkeypatch):
+    trips = RoundTrips(monkeypatch)
+    with pytest.raises(ValueError, match="timeout 0"):
+        run_together([("set", "a", 1, 60), ("add", "lock", "me", 0)], cache=shared_cache)
+    with pytest.raises(ValueError, match="unknown cache operation"):
+        run_together([("set", "a", 1, 60), ("incr", "a")], cache=shared_cache)
+    assert trips.sent == [] and shared_cache.get("a") is None
+
+
+@pytest.mark.django_db
+def test_a_list_refresh_that_misses_the_cache_costs_three_round_trips_to_redis(
+    shared_cache, monkeypatch, user, sandbox
+):
+    """The gate (fresh marker, failure, deletions, cool-down, circuit), the lock with the fresh marker
+    read again under it, and the list stored with the lock released: three, whatever else the page does."""
+    api_key = make_api_key(user, sandbox, secret="sbx_round_trips", vm_count=3)
+    account = selectors.account_of(api_key)
+    location = shared_cache._servers[0]
+    with override_settings(
+        CACHES={
+            "default": {
+                "BACKEND": "fluence_portal.cache.RedisCache",
+                "LOCATION": location,
+                "KEY_PREFIX": shared_cache.key_prefix,
+            }
+        }
+    ):
+        trips = RoundTrips(monkeypatch)
+        result = fetching.fetch(account, api_key.secret.reveal(), api_key.generation)
+        assert len(result.vms) == 3 and result.problem is None
+        assert len(trips.sent) == 3, trips.sent
+        assert trips.sent[0] == "MGET"
+        assert trips.sent[1] == "pipeline:SET,GET"
+        assert trips.sent[2] == "pipeline:SET,SET,SET,DEL"
+        trips.sent.clear()
+        again = fetching.fetch(account, api_key.secret.reveal(), api_key.generation)
+        assert again.token == result.token and trips.sent == ["MGET"]  # fresh: the gate's read is all
 
 
 # --- the suite on every core: one Redis database per pytest-xdist worker --------------------------------

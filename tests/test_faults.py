@@ -281,6 +281,33 @@ def test_a_lock_kept_past_its_timeout_is_left_to_whoever_took_it_since():
     cache.delete(flight.lock_key)
 
 
+def test_a_lock_kept_past_its_timeout_is_not_released_together_with_the_lists_writes():
+    from django.core.cache import cache
+
+    clock = _Clock()
+    flight = resilience.SingleFlight(989, clock=clock)
+    assert flight.acquire()
+    cache.set(flight.lock_key, "someone else", 60)
+    clock.now += flight.timeout + 5
+    assert flight.release_operations() == []  # no blind delete in the store's round trip…
+    flight.release()  # …but the careful release, which finds the lock is not ours
+    assert cache.get(flight.lock_key) == "someone else"
+    cache.delete(flight.lock_key)
+
+
+def test_a_lock_released_together_with_the_lists_writes_is_released_once():
+    from django.core.cache import cache
+
+    flight = resilience.SingleFlight(990)
+    assert flight.acquire_reading("fluence:vms:v2:fresh:990") == (True, None)
+    assert flight.release_operations() == [("delete", flight.lock_key)]
+    cache.delete(flight.lock_key)  # as the store's round trip does
+    assert resilience.SingleFlight(990).acquire()  # someone else takes it at once…
+    flight.release()  # …and the first holder's release in `finally` leaves their lock alone
+    assert cache.get(flight.lock_key) is not None
+    cache.delete(flight.lock_key)
+
+
 def test_a_lock_released_in_time_is_deleted_at_once():
     from django.core.cache import cache
 

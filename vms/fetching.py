@@ -75,22 +75,23 @@ def _fetch_through(gate: resilience.Gate, account: Account, secret: str, generat
             f"in {math.ceil(circuit.retry_in)} s.",
         )
     flight = resilience.SingleFlight(account.key_id)
-    if not flight.acquire():
+    # Someone may store a fresh answer between our cache miss and taking the lock: it is read with the lock.
+    taken, marker = flight.acquire_reading(vm_cache.fresh_key(account.key_id))
+    if not taken:
         # Someone (in this or another process) is already asking Fluence for this key: use their answer.
         hit = flight.wait_for(lambda: vm_cache.fresh(account.key_id) or vm_cache.problem(account.key_id))
         if isinstance(hit, tuple):
             return _fallback(account, *hit)
         if hit is not None:
             return _result_of(account, hit)
-        if not flight.acquire():
+        taken, marker = flight.acquire_reading(vm_cache.fresh_key(account.key_id))
+        if not taken:
             return _fallback(account, "unavailable", "Fluence has not answered yet.")
-    # Someone may have stored a fresh answer between our cache miss and taking the lock.
-    hit = vm_cache.fresh(account.key_id)
-    if hit is not None:
-        flight.release()
-        return _result_of(account, hit)
     try:
-        return _call_upstream(account, secret, generation, gate)
+        hit = vm_cache.load(account.key_id, marker)
+        if hit is not None:
+            return _result_of(account, hit)
+        return _call_upstream(account, secret, generation, gate, flight)
     finally:
         flight.release()
 
@@ -111,7 +112,9 @@ def _result_of(account: Account, fetched: FetchedList) -> AccountResult:
 REPROBE_SECONDS = 600
 
 
-def _call_upstream(account: Account, secret: str, generation: str, gate: resilience.Gate) -> AccountResult:
+def _call_upstream(
+    account: Account, secret: str, generation: str, gate: resilience.Gate, flight: resilience.SingleFlight
+) -> AccountResult:
     client = FluenceClient(base_url=account.base_url, api_key=secret, generation=generation)
     try:
         answer = client.list_answer()
@@ -119,12 +122,14 @@ def _call_upstream(account: Account, secret: str, generation: str, gate: resilie
         switched = _reprobe(account, secret, generation)
         if switched is None:
             return _failed(account, error)
-        result = _call_upstream(account, secret, switched, gate)
+        result = _call_upstream(account, secret, switched, gate, flight)
         return dataclasses.replace(result, switched_to=switched)
     except FluenceError as error:
         return _failed(account, error)
     gate.record_success()
-    return _result_of(account, vm_cache.store(account.key_id, answer, generation))
+    # The lock is released in the round trip that stores the list.
+    stored = vm_cache.store(account.key_id, answer, generation, also=flight.release_operations())
+    return _result_of(account, stored)
 
 
 def _reprobe(account: Account, secret: str, generation: str) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from fluence_portal.cache import run_together
 from vms import metrics
 
 logger = logging.getLogger("vms.resilience")
@@ -178,17 +179,35 @@ class SingleFlight:
         self._taken_at = 0.0
 
     def acquire(self) -> bool:
+        return self.acquire_reading(None)[0]
+
+    def acquire_reading(self, key: str | None) -> tuple[bool, object]:
+        """Take the lock and, in the same round trip, read `key` as it is once the lock is taken (what a
+        holder stored before releasing it): (taken, value)."""
         self._taken_at = self._clock()
-        self.held = cache.add(self.lock_key, self.token, timeout=self.timeout)
-        return self.held
+        operations = [("add", self.lock_key, self.token, self.timeout)]
+        if key is not None:
+            operations.append(("get", key))
+        self.held, *read = run_together(operations)
+        return self.held, (read[0] if read else None)
 
     def release(self) -> None:
-        # Until its timeout the lock can only be ours, and deleting it needs no check; after that it may
-        # have expired and been taken by another caller, whose lock must stay.
-        in_time = self._clock() - self._taken_at < self.timeout - 1
-        if self.held and (in_time or cache.get(self.lock_key) == self.token):
+        # Past its timeout the lock may have expired and been taken by another caller, whose lock must stay.
+        if self.held and (self._in_time() or cache.get(self.lock_key) == self.token):
             cache.delete(self.lock_key)
         self.held = False
+
+    def release_operations(self) -> list:
+        """The release, as operations to run together with the holder's last writes (fluence_portal.cache):
+        none once released, or when the lock may have expired (then `release` checks whose it is)."""
+        if not self.held or not self._in_time():
+            return []
+        self.held = False
+        return [("delete", self.lock_key)]
+
+    def _in_time(self) -> bool:
+        # Until its timeout the lock can only be ours, and deleting it needs no check.
+        return self._clock() - self._taken_at < self.timeout - 1
 
     def wait_for(self, read, *, poll: float = 0.02):
         """Wait while another caller holds the lock, until `read()` returns something or the lock goes."""

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from fluence_portal.cache import Operation, run_together
 from vms.fluence.client import ADAPTERS, ListAnswer
 from vms.fluence.models import Vm
 
@@ -114,16 +116,20 @@ def last_good(key_id: int) -> FetchedList | None:
     return load(key_id, cache.get(last_good_key(key_id)))
 
 
-def store(key_id: int, answer: ListAnswer, generation: str) -> FetchedList:
-    """Share a fresh list, as the JSON its adapter reads back."""
+def store(key_id: int, answer: ListAnswer, generation: str, *, also: Sequence[Operation] = ()) -> FetchedList:
+    """Share a fresh list, as the JSON its adapter reads back. `also`: cache operations to run in the same
+    round trip, after the list's (the release of the key's single-flight lock)."""
     marker = Marker(token=uuid.uuid4().hex, fetched_at=timezone.now(), generation=generation)
-    # The data and the last-good marker in one write, then the fresh marker: no marker ever names data that
-    # is not there yet. The fresh one expires in the cache itself, so that the instances' clocks never
-    # decide what is fresh.
-    cache.set_many(
-        {data_key(key_id): (marker.token, answer.body), last_good_key(key_id): marker}, LAST_GOOD_SECONDS
+    # The data, then the markers, in this order: no marker ever names data that is not there yet. The
+    # fresh one expires in the cache itself, so that the instances' clocks never decide what is fresh.
+    run_together(
+        [
+            ("set", data_key(key_id), (marker.token, answer.body), LAST_GOOD_SECONDS),
+            ("set", last_good_key(key_id), marker, LAST_GOOD_SECONDS),
+            ("set", fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS),
+            *also,
+        ]
     )
-    cache.set(fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS)
     answer = dataclasses.replace(answer, body=b"")
     _remember(key_id, marker.token, answer)
     return FetchedList(answer=answer, fetched_at=marker.fetched_at, token=marker.token)
