@@ -2,6 +2,7 @@
 
 import io
 import logging
+from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
@@ -11,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, OperationalError, connection
 from django.db.models import QuerySet
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.factories import OPS_KEY, deletion_rows
 from vms import crypto, services
@@ -262,11 +264,14 @@ def test_last_used_bookkeeping_never_fails_the_page_or_writes_on_every_refresh(
 ):
     alice_client.get(reverse("vms:list"))  # the first refresh records the use
     writes = []
+    real_update = QuerySet.update
     monkeypatch.setattr(QuerySet, "update", lambda self, **kwargs: writes.append(kwargs) or 0)
     for _ in range(5):
         alice_client.get(reverse("vms:list"), **HX)
     assert writes == []  # not again within five minutes
 
+    # Six minutes on, with the shared cache's marker gone: due again, and the write fails.
+    real_update(ApiKey.objects.filter(pk=api_key.pk), last_used_at=timezone.now() - timedelta(minutes=6))
     cache.delete(f"apikey:last-used:{api_key.pk}")
 
     def locked(self, **kwargs):
@@ -274,6 +279,15 @@ def test_last_used_bookkeeping_never_fails_the_page_or_writes_on_every_refresh(
 
     monkeypatch.setattr(QuerySet, "update", locked)
     assert alice_client.get(reverse("vms:list")).status_code == 200
+    assert cache.get(f"apikey:last-used:{api_key.pk}") is not None  # it was due, and tried
+
+
+def test_a_key_whose_row_shows_a_recent_use_costs_no_bookkeeping_at_all(alice_client, api_key):
+    alice_client.get(reverse("vms:list"))  # the first refresh records the use
+    marker = f"apikey:last-used:{api_key.pk}"
+    cache.delete(marker)  # as in another process, or once the marker has expired
+    alice_client.get(reverse("vms:list"), **HX)
+    assert cache.get(marker) is None  # the key's row said "used 0 s ago": not even the cache was asked
 
 
 # --- the provisioning command ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ class Account:
     # The requesting person's role on this key: "owner", "operator" or "viewer" (the least, unless told).
     role: str = VIEWER
     generation: str = "baseline"
+    last_used_at: datetime | None = None  # when a refresh last recorded that the key answered
 
     @property
     def generation_label(self) -> str:

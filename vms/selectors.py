@@ -37,6 +37,7 @@ def account_of(api_key: ApiKey) -> Account:
         # Keys loaded through apikeys_for_user carry the role; it only shapes the page, checks ask afresh.
         role=getattr(api_key, "role_for_user", VIEWER),
         generation=api_key.generation,
+        last_used_at=api_key.last_used_at,
     )
 
 

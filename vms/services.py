@@ -239,8 +239,9 @@ LAST_USED_PRECISION = timedelta(minutes=5)
 def apikeys_mark_used(*, key_ids: list[int]) -> None:
     """Record that these keys answered, at most once every five minutes per key.
 
-    The list page calls this on every refresh of every open tab: the shared cache decides which keys are
-    due, so nearly every call writes nothing, and bookkeeping never fails the page.
+    The list page calls this on every refresh of every open tab for the keys whose row does not show a
+    recent use already (apikeys_record_answers): the shared cache decides which are due, so that one
+    process writes, and bookkeeping never fails the page.
     """
     seconds = int(LAST_USED_PRECISION.total_seconds())
     due = [key_id for key_id in key_ids if cache.add(f"apikey:last-used:{key_id}", 1, timeout=seconds)]
@@ -258,7 +259,16 @@ def apikeys_mark_used(*, key_ids: list[int]) -> None:
 def apikeys_record_answers(*, results) -> None:
     """Record what a fetch of VM lists learned about the keys (AccountResults): which ones answered (their
     last use), and which now speak another API generation because Fluence retired their path."""
-    apikeys_mark_used(key_ids=[result.account.key_id for result in results if not result.problem])
+    # A key whose row, as read for this page, shows a use within the precision needs no bookkeeping at all.
+    recently = timezone.now() - LAST_USED_PRECISION
+    apikeys_mark_used(
+        key_ids=[
+            result.account.key_id
+            for result in results
+            if not result.problem
+            and (result.account.last_used_at is None or result.account.last_used_at < recently)
+        ]
+    )
     for result in results:
         if result.switched_to is not None:
             _apikey_switch_generation(key_id=result.account.key_id, generation=result.switched_to)
