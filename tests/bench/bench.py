@@ -238,8 +238,9 @@ def describe_backends() -> str:
 
 
 def forget_everything():
-    """A cache miss in a warm process: every key's cached list and the per-process parsed memo are
-    forgotten (not the whole cache: with Redis it also holds the sessions)."""
+    """A cache miss in a warm process: every key's cached list is forgotten (not the whole cache: with
+    Redis it also holds the sessions). The process still holds the list it parsed last for the key, as
+    after any refresh: the miss replaces it, and freeing the old one is part of what a miss costs."""
     for key_id in ApiKey.objects.values_list("pk", flat=True):
         cache.delete_many(
             [
@@ -249,7 +250,6 @@ def forget_everything():
                 vm_cache.data_key(key_id),
             ]
         )
-    vm_cache.forget_memo()
 
 
 class MissingVersion(Exception):
