@@ -10,6 +10,7 @@ import pickle
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,7 @@ from vms.fluence import (
     parse_vm,
     parse_vm_list,
 )
+from vms.fluence.decoding import read_vm_list
 from vms.fluence.models import OutOfRange, parse_datacenter, parse_vm_list_lenient
 
 # Verbatim from fluence-api.md §1.
@@ -598,8 +600,6 @@ def test_resources_absent_or_null(example):
         [{"type": "VCPU", "quantity": "two"}],
         [{"type": "VCPU", "quantity": True}],
         [{"type": "RAM", "supply": 4, "units": 4}],
-        [{"type": "RAM", "quantity": 4, "details": "x"}],
-        [{"type": "RAM", "quantity": 4, "metadata": [1]}],
     ],
 )
 def test_unreadable_resources_are_left_out_and_named(example, resources):
@@ -607,6 +607,18 @@ def test_unreadable_resources_are_left_out_and_named(example, resources):
     assert vm.resources == ()
     assert vm.vcpu is None and vm.ram_mib is None and vm.storage_mib is None
     assert_only_unreadable(vm, example, "resources")
+
+
+@pytest.mark.parametrize("odd", [{"details": "x"}, {"metadata": [1]}, {"details": 7, "metadata": "SSD"}])
+def test_hardware_facts_that_are_no_object_are_not_shown_and_the_resource_still_counts(example, odd):
+    # Details and metadata are free-form facts for the VM's page: read there, not with every list.
+    resources = [{"type": "RAM", "quantity": 4096, **odd}]
+    parsed = vm_with(example, resources=resources)
+    [decoded], _ = read_vm_list(json.dumps([{**example, "resources": resources}]).encode(), "baseline")
+    # The fast path reads them as the tolerant one does (each VM keeps its own JSON its own way).
+    assert msgspec.structs.replace(decoded, _source=None) == msgspec.structs.replace(parsed, _source=None)
+    assert parsed.ram_mib == 4096 and parsed.unreadable == ()
+    assert parsed.resources[0].details == {} and parsed.resources[0].metadata == {}
 
 
 @pytest.mark.parametrize(

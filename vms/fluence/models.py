@@ -433,6 +433,11 @@ def _instant(text: str | None) -> datetime | None:
     return None if text is None else parse_timestamp(text)
 
 
+def _facts(sent: object) -> Mapping[str, object]:
+    value = msgspec.json.decode(sent) if type(sent) is Raw else sent
+    return freeze(value) if isinstance(value, dict) else EMPTY
+
+
 class Resource(Struct, frozen=True, gc=False):
     """One allocated resource. `unit` is None for the baseline `quantity` form (RAM/STORAGE then in MiB)."""
 
@@ -442,12 +447,28 @@ class Resource(Struct, frozen=True, gc=False):
     quantity_sent: _QUANTITY_VALUE = wire(default=UNSET, name="quantity")
     unit: _TRIMMED | None = wire(default=None, name="units")
     supply_sent: _QUANTITY_VALUE = wire(default=UNSET, name="supply")
-    # Kept as sent, handed out read-only by `details` and `metadata`.
-    details_sent: dict | None = wire(default=None, name="details")
-    metadata_sent: dict | None = wire(default=None, name="metadata")
+    # Free-form hardware facts, kept as the JSON Fluence sent (a msgspec Raw: a view of the answer's bytes)
+    # and read when a page shows them, through `details` and `metadata`: only a VM's own page does. Read
+    # for every VM of every list, they were a third of the list's parse and of its freeing (at 1,000 VMs,
+    # 3 ms and 2 ms). Built in code or by the tolerant parser, they hold the decoded value instead.
+    details_sent: Raw = wire(default=None, name="details")
+    metadata_sent: Raw = wire(default=None, name="metadata")
 
     def __hash__(self) -> int:  # the objects Fluence sent are not hashable: equal resources share these
         return hash((self.type, self.quantity, self.unit))
+
+    def __eq__(self, other: object) -> bool:
+        # What a resource says, whichever way it was read (bytes as sent, or the value decoded from them).
+        if type(other) is not Resource:
+            return NotImplemented
+        return (
+            self.type == other.type
+            and self.quantity_sent == other.quantity_sent
+            and self.unit == other.unit
+            and self.supply_sent == other.supply_sent
+            and self.details == other.details
+            and self.metadata == other.metadata
+        )
 
     @property
     def quantity(self) -> Decimal | None:
@@ -458,13 +479,14 @@ class Resource(Struct, frozen=True, gc=False):
 
     @property
     def details(self) -> Mapping[str, object]:
-        """The hardware details (`{"model": "7702p"}`), read-only; empty when Fluence sent none."""
-        return freeze(self.details_sent or EMPTY)
+        """The hardware details (`{"model": "7702p"}`), read-only; empty when Fluence sent none, or
+        anything but an object."""
+        return _facts(self.details_sent)
 
     @property
     def metadata(self) -> Mapping[str, object]:
-        """The resource's metadata (`{"type": "SSD"}`), read-only; empty when Fluence sent none."""
-        return freeze(self.metadata_sent or EMPTY)
+        """The resource's metadata (`{"type": "SSD"}`), read-only; empty as `details`."""
+        return _facts(self.metadata_sent)
 
     @property
     def mebibytes(self) -> Decimal | None:
@@ -853,12 +875,6 @@ def _implausible(name: str) -> str:
     return f"the field {name!r} is beyond any plausible value"
 
 
-def _check_optional_object(obj: Mapping, name: str) -> None:
-    value = obj.get(name)
-    if value is not None and not isinstance(value, dict):
-        raise _bad(f"the field {name!r} is not an object")
-
-
 def _list_of_objects(obj: Mapping, name: str) -> list[dict]:
     value = obj.get(name)
     if value is None:
@@ -917,8 +933,6 @@ def parse_resource(obj: object) -> Resource:
         except ValueError:
             if name == chosen:
                 raise _bad(f"the {type_[:40]!r} resource has an unreadable quantity") from None
-    _check_optional_object(obj, "details")
-    _check_optional_object(obj, "metadata")
     return Resource(
         type=type_.strip().upper(),
         quantity_sent=sent.get("quantity", UNSET),
