@@ -1,5 +1,5 @@
-"""Django's Redis cache, with one redis-py client per server instead of one per call, and several
-operations in one round trip.
+"""Django's Redis cache, with one redis-py client per server instead of one per call, several operations
+in one round trip, and bytes stored without pickling.
 
 Django's client builds a `redis.Redis` object on every cache operation (measured: 45 us of a 136 us
 `get` on this machine), and the list page makes about seven of them on a cache miss. A redis-py client
@@ -45,6 +45,24 @@ def _run_one(cache: BaseCache, operation: Operation):
     raise ValueError(f"unknown cache operation {kind!r}")
 
 
+class BytesAsTheyAreSerializer(django_redis.RedisSerializer):
+    """Django's serializer, except that bytes are stored as they are, behind a marker byte that no pickle
+    (0x80) nor integer (digits) starts with: a VM list's JSON (1.2 MB at 1,000 VMs) costs no pickling on
+    the way in (0.5 ms) nor unpickling on the way out."""
+
+    MARKER = b"\x00"
+
+    def dumps(self, obj):
+        if type(obj) is bytes:
+            return self.MARKER + obj
+        return super().dumps(obj)
+
+    def loads(self, data):
+        if data[:1] == self.MARKER:
+            return data[1:]
+        return super().loads(data)
+
+
 class _SharedClientRedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,6 +80,7 @@ class RedisCache(django_redis.RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = _SharedClientRedisCacheClient
+        self._options = {"serializer": BytesAsTheyAreSerializer, **self._options}
 
     def run_together(self, operations: Sequence[Operation]) -> list:
         """See the module's run_together: the answers of one call per operation (Django's semantics for

@@ -55,6 +55,20 @@ def test_every_operation_the_portal_uses(shared_cache):
     assert shared_cache.get_many(["a", "b", "lock"]) == {}
 
 
+@pytest.mark.parametrize(
+    "value", [b'{"vms": []}', b"", b"\x00starts with the marker", b"\x80\x05not a pickle"]
+)
+def test_bytes_are_stored_as_they_are_and_read_back_equal(shared_cache, value):
+    shared_cache.set("body", value, 60)
+    stored = redis.Redis.from_url(REDIS_URL).get(shared_cache.make_key("body"))
+    assert stored == b"\x00" + value  # behind the marker byte, not pickled
+    assert shared_cache.get("body") == value
+    assert shared_cache.get_many(["body"]) == {"body": value}
+    # Everything else as Django stores it: integers as digits (incr works), the rest pickled.
+    shared_cache.set_many({"n": 7, "pair": ("token", value)}, 60)
+    assert shared_cache.incr("n") == 8 and shared_cache.get("pair") == ("token", value)
+
+
 def test_threads_share_the_client_safely(shared_cache):
     errors = []
 

@@ -299,7 +299,7 @@ def test_a_lock_released_together_with_the_lists_writes_is_released_once():
     from django.core.cache import cache
 
     flight = resilience.SingleFlight(990)
-    assert flight.acquire_reading("fluence:vms:v2:fresh:990") == (True, None)
+    assert flight.acquire_reading(vm_cache.fresh_key(990)) == (True, None)
     assert flight.release_operations() == [("delete", flight.lock_key)]
     cache.delete(flight.lock_key)  # as the store's round trip does
     assert resilience.SingleFlight(990).acquire()  # someone else takes it at once…

@@ -48,21 +48,22 @@ class Marker:
 
 
 # The cache keys, public so that a caller can read several in one round trip (resilience.Gate).
-# "v2" in the names: markers and data of the time before API generations are not read back.
+# The version in the names: what an older release stored is not read back (v2: the data as a pickled
+# (token, JSON) pair; v1: before API generations).
 def problem_key(key_id: int) -> str:
-    return f"fluence:vms:v2:problem:{key_id}"
+    return f"fluence:vms:v3:problem:{key_id}"
 
 
 def fresh_key(key_id: int) -> str:
-    return f"fluence:vms:v2:fresh:{key_id}"
+    return f"fluence:vms:v3:fresh:{key_id}"
 
 
 def last_good_key(key_id: int) -> str:
-    return f"fluence:vms:v2:last:{key_id}"
+    return f"fluence:vms:v3:last:{key_id}"
 
 
 def data_key(key_id: int) -> str:
-    return f"fluence:vms:v2:data:{key_id}"
+    return f"fluence:vms:v3:data:{key_id}"
 
 
 def deleting_key(key_id: int) -> str:
@@ -97,11 +98,14 @@ def load(key_id: int, marker: Marker | None) -> FetchedList | None:
     answer = _remembered(key_id, marker.token)
     if answer is None:
         stored = cache.get(data_key(key_id))
-        if not stored or stored[0] != marker.token or marker.generation not in ADAPTERS:
+        token = marker.token.encode("ascii")
+        if not stored or stored[: len(token)] != token or marker.generation not in ADAPTERS:
             return None  # the data moved on since the marker was written: treat as a miss
-        # Stored as Fluence's own JSON: cheaper to write and read than pickled objects, and parsed once
-        # per process and refresh, by the adapter of the generation that fetched it.
-        answer = dataclasses.replace(ADAPTERS[marker.generation].read_cached(stored[1]), body=b"")
+        # Stored as Fluence's own JSON behind its token, all bytes: cheaper to write and read than pickled
+        # objects (fluence_portal.cache stores bytes as they are), and parsed once per process and
+        # refresh, by the adapter of the generation that fetched it.
+        body = stored[len(token) :]
+        answer = dataclasses.replace(ADAPTERS[marker.generation].read_cached(body), body=b"")
         _remember(key_id, marker.token, answer)
     return FetchedList(answer=answer, fetched_at=marker.fetched_at, token=marker.token)
 
@@ -124,7 +128,7 @@ def store(key_id: int, answer: ListAnswer, generation: str, *, also: Sequence[Op
     # fresh one expires in the cache itself, so that the instances' clocks never decide what is fresh.
     run_together(
         [
-            ("set", data_key(key_id), (marker.token, answer.body), LAST_GOOD_SECONDS),
+            ("set", data_key(key_id), marker.token.encode("ascii") + answer.body, LAST_GOOD_SECONDS),
             ("set", last_good_key(key_id), marker, LAST_GOOD_SECONDS),
             ("set", fresh_key(key_id), marker, settings.FLUENCE_CACHE_SECONDS),
             *also,
