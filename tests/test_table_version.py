@@ -399,3 +399,23 @@ def test_a_full_render_reads_columns_and_unknown_outcomes_once_per_epoch(alice_c
         _render(alice_client)
     tables = " ".join(query["sql"] for query in after_a_write.captured_queries)
     assert "vms_userpreferences" in tables and "vms_deletionevent" in tables
+
+
+def test_a_process_reads_its_own_columns_and_unknown_outcomes_again_without_the_shared_cache(
+    alice_client, api_key, monkeypatch
+):
+    _render(alice_client)  # read from the database, kept in the shared cache and in this process
+    asked = []
+    get_many = cache.get_many
+    monkeypatch.setattr(
+        cache, "get_many", lambda keys, *args, **kwargs: asked.extend(keys) or get_many(keys, *args, **kwargs)
+    )
+    _render(alice_client, url=LIST + "?page=1")
+    assert asked and not [key for key in asked if key.startswith("vms:table-read:")]
+    # Another process has not seen them: it finds them in the shared cache, not in the database.
+    table_version.forget_kept_here()
+    with CaptureQueriesContext(connection) as elsewhere:
+        _render(alice_client)
+    assert [key for key in asked if key.startswith("vms:table-read:")]
+    tables = " ".join(query["sql"] for query in elsewhere.captured_queries)
+    assert "vms_userpreferences" not in tables and "vms_deletionevent" not in tables

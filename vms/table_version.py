@@ -7,7 +7,9 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,25 +106,48 @@ def version(table_basis: Basis, *, user, query: VmQuery, accounts: tuple[Account
 # --- what a full render reads from the database, kept by epoch ------------------------------------------
 
 REMEMBERED_SECONDS = 3600
+_KEPT_HERE = 1024  # answers this process keeps, the most recently used
+
+_kept: OrderedDict[str, object] = OrderedDict()
+_kept_lock = threading.Lock()
+_ABSENT = object()
 
 
 def remembered(table_basis: Basis, *reads: tuple[str, Callable[[], object]]) -> list:
     """What each `compute()` of `reads` ((name, compute) pairs) reads from the database for a table (a
-    person's columns, the unknown deletion outcomes of some keys), kept in the shared cache for this epoch
-    and looked up in one round trip: every write that could change them moves the epoch (the signals
-    below), so a kept answer is never older than the database. A `name` says everything its answer
-    depends on. The answers, in the order of `reads`."""
+    person's columns, the unknown deletion outcomes of some keys), kept for this epoch: every write that
+    could change them moves the epoch (the signals below), so a kept answer is never older than the
+    database. Kept in this process first (no round trip at all once seen: an answer for an epoch never
+    changes), then in the shared cache, read in one round trip. A `name` says everything its answer
+    depends on. The answers, in the order of `reads`; callers only read them."""
     if table_basis.epoch is None:
         return [compute() for _, compute in reads]
     keys = [
         f"vms:table-read:{table_basis.epoch}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
         for name, _ in reads
     ]
-    found = cache.get_many(keys)
+    with _kept_lock:
+        found = {key: value for key in keys if (value := _kept.get(key, _ABSENT)) is not _ABSENT}
+    missing = [key for key in keys if key not in found]
+    if missing:
+        found.update(cache.get_many(missing))
     computed = {key: compute() for key, (_, compute) in zip(keys, reads, strict=True) if key not in found}
     if computed:
         cache.set_many(computed, REMEMBERED_SECONDS)
-    return [found[key] if key in found else computed[key] for key in keys]
+    answers = {**found, **computed}
+    with _kept_lock:
+        for key in keys:
+            _kept[key] = answers[key]
+            _kept.move_to_end(key)
+        while len(_kept) > _KEPT_HERE:
+            _kept.popitem(last=False)
+    return [answers[key] for key in keys]
+
+
+def forget_kept_here() -> None:
+    """Drop what this process keeps of `remembered` (a test models another process with it)."""
+    with _kept_lock:
+        _kept.clear()
 
 
 # --- a poll --------------------------------------------------------------------------------------------
