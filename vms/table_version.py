@@ -21,6 +21,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from fluence_portal.sessions import read_along, value_read_along
 from vms import vm_cache
 from vms.accounts import AccountResult
 from vms.models import ApiKey, DeletionEvent, KeyShare, UserPreferences
@@ -55,8 +56,11 @@ class Basis:
     minute: int
 
 
-def basis() -> Basis:
-    return Basis(epoch=_epoch(), minute=_minute())
+def basis(request: HttpRequest | None = None) -> Basis:
+    """Read first thing: the counter as it was when the request's session was loaded (read along with it,
+    in the same round trip, before any of the page's database reads), else as it is now."""
+    epoch = value_read_along(request.session, EPOCH_KEY) if request is not None else None
+    return Basis(epoch=epoch if epoch is not None else _epoch(), minute=_minute())
 
 
 def _minute() -> int:
@@ -204,6 +208,8 @@ def unchanged(request: HttpRequest, query: VmQuery) -> bool:
 
 
 # --- the table epoch: database changes that alter the table ---------------------------------------------
+
+read_along(EPOCH_KEY)  # with every session load, where sessions live in the cache (fluence_portal.sessions)
 
 
 def _epoch() -> int | None:

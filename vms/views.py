@@ -46,7 +46,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     # Most polls find the table as the page shows it: answered from the cache alone, nothing swapped.
     if htmx.is_partial(request) and table_version.unchanged(request, query):
         return htmx.varies(HttpResponse(status=204))
-    basis = table_version.basis()
+    basis = table_version.basis(request)
     listing = selectors.vms_for_user(user=request.user)
     services.apikeys_record_answers(results=listing.accounts)
     now = timezone.now()

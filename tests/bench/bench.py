@@ -233,7 +233,7 @@ def describe_backends() -> str:
         cache_name = "local memory"
     else:
         cache_name = backend.rsplit(".", 1)[-1]
-    sessions = "the cache" if settings.SESSION_ENGINE.endswith(".cache") else "the database"
+    sessions = "the database" if settings.SESSION_ENGINE.endswith(".db") else "the cache"
     return f"{database} + {cache_name} (sessions in {sessions})"
 
 
