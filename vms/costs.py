@@ -103,7 +103,9 @@ def costs_per_currency(vms: Iterable[Vm]) -> tuple[CurrencyCost, ...]:
     for vm in vms:
         if not is_billed(vm):
             continue
-        total = totals.setdefault(vm.currency, [Decimal(0), Decimal(0), Decimal(0), 0, 0])
+        total = totals.get(vm.currency)
+        if total is None:  # not setdefault: its default would be built for every VM
+            total = totals[vm.currency] = [Decimal(0), Decimal(0), Decimal(0), 0, 0]
         per_day = vm.cost_per_day
         if per_day is None:
             total[4] += 1
