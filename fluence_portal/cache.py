@@ -17,9 +17,20 @@ from django.core.cache import cache as default_cache
 from django.core.cache.backends import redis as django_redis
 from django.core.cache.backends.base import BaseCache
 
-# ("get", key) -> the value or None; ("add", key, value, timeout) -> whether it was added;
-# ("set", key, value, timeout) -> None; ("delete", key) -> whether there was one.
+# ("get", key) -> the value or None; ("get_many", keys) -> {key: value} of those present;
+# ("add", key, value, timeout) -> whether it was added; ("add_unless", key, value, timeout, other_keys) ->
+# whether it was added, never while one of `other_keys` is present; ("set", key, value, timeout) -> None;
+# ("delete", key) -> whether there was one.
 Operation = tuple
+
+# add_unless on Redis: the check and the add in one step that no other client can split.
+_ADD_UNLESS = """
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
+"""
 
 
 def run_together(operations: Sequence[Operation], *, cache: BaseCache = default_cache) -> list:
@@ -36,8 +47,15 @@ def _run_one(cache: BaseCache, operation: Operation):
     kind, key, *rest = operation
     if kind == "get":
         return cache.get(key)
+    if kind == "get_many":
+        return cache.get_many(key)
     if kind == "add":
         return cache.add(key, *rest)
+    if kind == "add_unless":
+        # Two steps here: between them another thread may add one of `other_keys` (a local-memory cache
+        # serves one process; its callers tolerate that rare race).
+        value, timeout, other_keys = rest
+        return not any(cache.has_key(other) for other in other_keys) and cache.add(key, value, timeout)
     if kind == "set":
         return cache.set(key, *rest)
     if kind == "delete":
@@ -87,11 +105,22 @@ class RedisCache(django_redis.RedisCache):
         each, a set with timeout 0 included; an add with timeout 0 is refused), in one pipeline."""
         serializer = self._cache._serializer
         pipeline = self._cache.get_client(write=True).pipeline(transaction=True)
-        kinds = []
+        sent = []  # (kind, the keys a get_many asked for)
         for kind, key, *rest in operations:
+            if kind == "get_many":
+                pipeline.mget([self.make_and_validate_key(one) for one in key])
+                sent.append((kind, key))
+                continue
             key = self.make_and_validate_key(key)
             if kind == "get":
                 pipeline.get(key)
+            elif kind == "add_unless":
+                value, timeout, other_keys = rest
+                timeout = self.get_backend_timeout(timeout)
+                if not timeout:
+                    raise ValueError("an add_unless needs a timeout")
+                others = [self.make_and_validate_key(other) for other in other_keys]
+                pipeline.eval(_ADD_UNLESS, 1 + len(others), key, *others, serializer.dumps(value), timeout)
             elif kind in ("add", "set"):
                 value, timeout = rest
                 timeout = self.get_backend_timeout(timeout)
@@ -106,11 +135,14 @@ class RedisCache(django_redis.RedisCache):
                 pipeline.delete(key)
             else:
                 raise ValueError(f"unknown cache operation {kind!r}")
-            kinds.append(kind)
+            sent.append((kind, None))
         results = []
-        for kind, answer in zip(kinds, pipeline.execute(), strict=True):
-            if kind == "get":
+        for (kind, asked), answer in zip(sent, pipeline.execute(), strict=True):
+            if kind == "get_many":
+                found = zip(asked, answer, strict=True)
+                results.append({key: serializer.loads(value) for key, value in found if value is not None})
+            elif kind == "get":
                 results.append(None if answer is None else serializer.loads(answer))
             else:
-                results.append(bool(answer) if kind in ("add", "delete") else None)
+                results.append(bool(answer) if kind in ("add", "add_unless", "delete") else None)
         return results

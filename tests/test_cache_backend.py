@@ -16,7 +16,7 @@ from django.test import override_settings
 from fluence_portal.cache import RedisCache, run_together
 from fluence_portal.settings_test import redis_url_of_worker
 from tests.factories import make_api_key
-from vms import fetching, selectors
+from vms import fetching, resilience, selectors
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 
@@ -121,8 +121,25 @@ OPERATIONS = [
     ("delete", "lock"),
     ("delete", "lock"),
     ("get", "lock"),
+    ("get_many", ["data", "missing"]),
+    ("add_unless", "lock", "me", 30, ("data",)),
+    ("add_unless", "lock", "me", 30, ("missing", "gone")),
 ]
-ANSWERS = [True, None, None, None, {"token": 1}, False, None, True, False, None]
+ANSWERS = [
+    True,
+    None,
+    None,
+    None,
+    {"token": 1},
+    False,
+    None,
+    True,
+    False,
+    None,
+    {"data": (1, b"body")},
+    False,
+    True,
+]
 
 
 def test_operations_run_together_in_one_round_trip_answer_as_one_call_each(shared_cache, monkeypatch):
@@ -133,6 +150,7 @@ def test_operations_run_together_in_one_round_trip_answer_as_one_call_each(share
     assert shared_cache.get_many(["data", "marker", "gone", "lock"]) == {
         "data": (1, b"body"),
         "marker": {"token": 1},
+        "lock": "me",
     }
     # Any other cache runs them one call each, with the same answers.
     assert run_together(OPERATIONS, cache=LocMemCache("run-together", {})) == ANSWERS
@@ -142,39 +160,54 @@ def test_what_no_pipeline_can_do_is_refused_before_anything_is_sent(shared_cache
     trips = RoundTrips(monkeypatch)
     with pytest.raises(ValueError, match="timeout 0"):
         run_together([("set", "a", 1, 60), ("add", "lock", "me", 0)], cache=shared_cache)
+    with pytest.raises(ValueError, match="needs a timeout"):
+        run_together([("set", "a", 1, 60), ("add_unless", "lock", "me", None, ())], cache=shared_cache)
     with pytest.raises(ValueError, match="unknown cache operation"):
         run_together([("set", "a", 1, 60), ("incr", "a")], cache=shared_cache)
     assert trips.sent == [] and shared_cache.get("a") is None
 
 
 @pytest.mark.django_db
-def test_a_list_refresh_that_misses_the_cache_costs_three_round_trips_to_redis(
+def test_a_list_refresh_that_misses_the_cache_costs_two_round_trips_to_redis(
     shared_cache, monkeypatch, user, sandbox
 ):
-    """The gate (fresh marker, failure, deletions, cool-down, circuit), the lock with the fresh marker
-    read again under it, and the list stored with the lock released: three, whatever else the page does."""
+    """The gate (fresh marker, failure, deletions, cool-down, circuit) with the single-flight lock taken in
+    the same step unless there is a fresh list; then the list stored with the lock released."""
     api_key = make_api_key(user, sandbox, secret="sbx_round_trips", vm_count=3)
     account = selectors.account_of(api_key)
-    location = shared_cache._servers[0]
-    with override_settings(
-        CACHES={
-            "default": {
-                "BACKEND": "fluence_portal.cache.RedisCache",
-                "LOCATION": location,
-                "KEY_PREFIX": shared_cache.key_prefix,
-            }
-        }
-    ):
+    redis_cache = {
+        "BACKEND": "fluence_portal.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": shared_cache.key_prefix,
+    }
+    with override_settings(CACHES={"default": redis_cache}):
         trips = RoundTrips(monkeypatch)
         result = fetching.fetch(account, api_key.secret.reveal(), api_key.generation)
         assert len(result.vms) == 3 and result.problem is None
-        assert len(trips.sent) == 3, trips.sent
-        assert trips.sent[0] == "MGET"
-        assert trips.sent[1] == "pipeline:SET,GET"
-        assert trips.sent[2] == "pipeline:SET,SET,SET,DEL"
+        assert trips.sent == ["pipeline:MGET,EVAL", "pipeline:SET,SET,SET,DEL"]
+        assert shared_cache.get(resilience.SingleFlight(api_key.pk).lock_key) is None  # released
         trips.sent.clear()
         again = fetching.fetch(account, api_key.secret.reveal(), api_key.generation)
-        assert again.token == result.token and trips.sent == ["MGET"]  # fresh: the gate's read is all
+        assert again.token == result.token and trips.sent == ["pipeline:MGET,EVAL"]  # fresh: no lock taken
+        assert shared_cache.get(resilience.SingleFlight(api_key.pk).lock_key) is None
+
+
+def test_the_lock_is_taken_only_while_there_is_no_fresh_list_nor_a_remembered_failure(shared_cache):
+    take = [("add_unless", "lock", "me", 30, ("fresh", "problem"))]
+    shared_cache.set("fresh", "marker", 60)
+    assert run_together(take, cache=shared_cache) == [False] and shared_cache.get("lock") is None
+    shared_cache.delete("fresh")
+    shared_cache.set("problem", ("unavailable", "down"), 60)
+    assert run_together(take, cache=shared_cache) == [False] and shared_cache.get("lock") is None
+    shared_cache.delete("problem")
+    assert run_together(take, cache=shared_cache) == [True] and shared_cache.get("lock") == "me"
+    assert run_together(take, cache=shared_cache) == [False]  # held: not taken twice
+    # Any other cache: the same answers, one call each.
+    local = LocMemCache("add-unless", {})
+    local.set("fresh", "marker", 60)
+    assert run_together(take, cache=local) == [False]
+    local.delete("fresh")
+    assert run_together(take, cache=local) == [True] and run_together(take, cache=local) == [False]
 
 
 # --- the suite on every core: one Redis database per pytest-xdist worker --------------------------------

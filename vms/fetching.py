@@ -39,16 +39,29 @@ def _problem_of(error: FluenceError) -> tuple[str, str]:
 def fetch(account: Account, secret: str, generation: str) -> AccountResult:
     """Runs in a worker thread: the cache, else one list call per key at a time. Touches no database."""
     # One round trip reads the fresh marker, a remembered failure, the VMs being deleted, the key's
-    # cool-down and the circuit.
+    # cool-down and the circuit, and takes the key's single-flight lock when there is neither a fresh list
+    # nor a remembered failure: on a miss, the caller holds the lock with nothing more to ask.
     key_id = account.key_id
-    extra = (vm_cache.fresh_key(key_id), vm_cache.problem_key(key_id), vm_cache.deleting_key(key_id))
-    gate = resilience.Gate(key_id=key_id, base_url=account.base_url, extra_cache_keys=extra)
-    result = _fetch_through(gate, account, secret, generation)
+    fresh, problem = vm_cache.fresh_key(key_id), vm_cache.problem_key(key_id)
+    flight = resilience.SingleFlight(key_id)
+    gate = resilience.Gate(
+        key_id=key_id,
+        base_url=account.base_url,
+        extra_cache_keys=(fresh, problem, vm_cache.deleting_key(key_id)),
+        flight=flight,
+        lock_unless=(fresh, problem),
+    )
+    try:
+        result = _fetch_through(gate, flight, account, secret, generation)
+    finally:
+        flight.release()  # nothing to do unless held: the lock is released with the list's writes
     pending = gate.cached(vm_cache.deleting_key(key_id))
     return dataclasses.replace(result, deleting=frozenset(pending)) if pending else result
 
 
-def _fetch_through(gate: resilience.Gate, account: Account, secret: str, generation: str) -> AccountResult:
+def _fetch_through(
+    gate: resilience.Gate, flight: resilience.SingleFlight, account: Account, secret: str, generation: str
+) -> AccountResult:
     hit = vm_cache.load(account.key_id, gate.cached(vm_cache.fresh_key(account.key_id)))
     if hit is not None:
         metrics.vm_list_cache("hit")
@@ -74,26 +87,21 @@ def _fetch_through(gate: resilience.Gate, account: Account, secret: str, generat
             f"Fluence is failing at {account.base_url}; the portal pauses its calls and tries again "
             f"in {math.ceil(circuit.retry_in)} s.",
         )
-    flight = resilience.SingleFlight(account.key_id)
-    # Someone may store a fresh answer between our cache miss and taking the lock: it is read with the lock.
-    taken, marker = flight.acquire_reading(vm_cache.fresh_key(account.key_id))
-    if not taken:
+    if not flight.held:
         # Someone (in this or another process) is already asking Fluence for this key: use their answer.
         hit = flight.wait_for(lambda: vm_cache.fresh(account.key_id) or vm_cache.problem(account.key_id))
         if isinstance(hit, tuple):
             return _fallback(account, *hit)
         if hit is not None:
             return _result_of(account, hit)
+        # Someone may store a fresh answer between our wait and taking the lock: it is read with the lock.
         taken, marker = flight.acquire_reading(vm_cache.fresh_key(account.key_id))
         if not taken:
             return _fallback(account, "unavailable", "Fluence has not answered yet.")
-    try:
         hit = vm_cache.load(account.key_id, marker)
         if hit is not None:
             return _result_of(account, hit)
-        return _call_upstream(account, secret, generation, gate, flight)
-    finally:
-        flight.release()
+    return _call_upstream(account, secret, generation, gate, flight)
 
 
 def _result_of(account: Account, fetched: FetchedList) -> AccountResult:

@@ -130,13 +130,29 @@ def circuit_record_failure(base_url: str) -> None:
 
 class Gate:
     """Whether a list call for one key may go to Fluence now: its cool-down and its API's circuit, read
-    from the shared cache in one round trip, together with the caller's own `extra_cache_keys`."""
+    from the shared cache in one round trip, together with the caller's own `extra_cache_keys`. With a
+    `flight`, the same round trip takes its lock unless one of `lock_unless` is in the cache (a fresh list,
+    a remembered failure: no call to make), in one step no other client can split (fluence_portal.cache)."""
 
-    def __init__(self, *, key_id: int, base_url: str, extra_cache_keys: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        *,
+        key_id: int,
+        base_url: str,
+        extra_cache_keys: tuple[str, ...] = (),
+        flight: "SingleFlight | None" = None,
+        lock_unless: tuple[str, ...] = (),
+    ):
         self.key_id = key_id
         self.base_url = base_url
-        keys = [_cooldown_key(key_id), _opened_key(base_url), _failures_key(base_url)]
-        self._values = cache.get_many([*keys, *extra_cache_keys])
+        keys = [_cooldown_key(key_id), _opened_key(base_url), _failures_key(base_url), *extra_cache_keys]
+        if flight is None:
+            self._values = cache.get_many(keys)
+        else:
+            self._values, taken = run_together(
+                [("get_many", keys), flight.take_operation(unless=lock_unless)]
+            )
+            flight.held = taken
 
     def cached(self, key: str):
         """The value of one of the `extra_cache_keys`, as read with the gate (None when absent)."""
@@ -180,6 +196,12 @@ class SingleFlight:
 
     def acquire(self) -> bool:
         return self.acquire_reading(None)[0]
+
+    def take_operation(self, *, unless: tuple[str, ...]) -> tuple:
+        """Taking the lock, unless one of the keys `unless` is in the cache, as an operation to run with
+        others (fluence_portal.cache.run_together); its answer goes to `held`."""
+        self._taken_at = self._clock()
+        return ("add_unless", self.lock_key, self.token, self.timeout, unless)
 
     def acquire_reading(self, key: str | None) -> tuple[bool, object]:
         """Take the lock and, in the same round trip, read `key` as it is once the lock is taken (what a
