@@ -23,6 +23,7 @@ from vms.display import (
     resource_name,
 )
 from vms.fluence import Resource
+from vms.fluence.models import ResourceFacts
 
 NOW = datetime(2025, 4, 16, 14, 47, 55, tzinfo=UTC)
 
@@ -290,6 +291,10 @@ def test_format_utc():
     assert format_utc("") == "—"
 
 
+def _with_metadata(resource: Resource, metadata: dict) -> ResourceFacts:
+    return ResourceFacts(resource, metadata, {})
+
+
 @pytest.mark.parametrize(
     ("resource", "label"),
     [
@@ -299,14 +304,14 @@ def test_format_utc():
         (Resource("RAM", Decimal(4), "GiB"), "4 GiB RAM"),
         (Resource("RAM", Decimal(512)), "512 MiB RAM"),
         (Resource("STORAGE", Decimal(25600)), "25 GiB storage"),
-        (Resource("STORAGE", Decimal(25600), metadata_sent={"type": "SSD"}), "25 GiB storage (SSD)"),
+        (_with_metadata(Resource("STORAGE", Decimal(25600)), {"type": "SSD"}), "25 GiB storage (SSD)"),
         (
-            Resource("STORAGE", Decimal("4096"), "MiB", metadata_sent={"type": "NVMe"}),
+            _with_metadata(Resource("STORAGE", Decimal("4096"), "MiB"), {"type": "NVMe"}),
             "4 GiB storage (NVMe)",
         ),
         (Resource("PUBLIC_IP", Decimal(1)), "1 public IPv4"),
-        (Resource("PUBLIC_IP", Decimal(1), metadata_sent={"version": "4"}), "1 public IPv4"),
-        (Resource("PUBLIC_IP", Decimal(2), metadata_sent={"version": 6}), "2 public IPv6"),
+        (_with_metadata(Resource("PUBLIC_IP", Decimal(1)), {"version": "4"}), "1 public IPv4"),
+        (_with_metadata(Resource("PUBLIC_IP", Decimal(2)), {"version": 6}), "2 public IPv6"),
         (Resource("GPU", Decimal(1)), "1 GPU"),
         (Resource("GPU", Decimal(2), "units"), "2 units GPU"),
         (Resource("NETWORK_BANDWIDTH", Decimal(1000), "Mbps"), "1000 Mbps network bandwidth"),

@@ -169,24 +169,29 @@ def test_example_vm_every_field(example):
 
     vcpu, ram, storage, public_ip = vm.resources
     assert (vcpu.type, vcpu.quantity, vcpu.unit) == ("VCPU", Decimal(2), None)
-    assert vcpu.details == {"model": "7702p"}
-    assert vcpu.metadata == {"architecture": "Zen", "brand": "EPYC", "generation": "2", "manufacturer": "AMD"}
     assert vcpu.mebibytes is None
     assert (ram.type, ram.quantity, ram.mebibytes) == ("RAM", Decimal(4096), Decimal(4096))
-    assert ram.details == {"manufacturer": "Samsung", "model": "DGX", "speed": 3600}
-    assert ram.metadata == {"generation": "4", "type": "DDR"}
     assert (storage.type, storage.quantity, storage.mebibytes) == ("STORAGE", Decimal(25600), Decimal(25600))
-    assert storage.details == {"manufacturer": "WD", "sequentialWriteSpeed": 15000}
-    assert storage.metadata == {"type": "SSD"}
     assert (public_ip.type, public_ip.quantity) == ("PUBLIC_IP", Decimal(1))
-    assert public_ip.details == {}
-    assert public_ip.metadata == {"version": "4"}
-    assert [resource_label(r) for r in vm.resources] == [
+    # The hardware facts, for the VM's page: read from its own JSON, beside the resources they belong to.
+    facts = vm.resource_facts
+    assert [item.resource for item in facts] == list(vm.resources)
+    assert [(item.details, item.metadata) for item in facts] == [
+        (
+            {"model": "7702p"},
+            {"architecture": "Zen", "brand": "EPYC", "generation": "2", "manufacturer": "AMD"},
+        ),
+        ({"manufacturer": "Samsung", "model": "DGX", "speed": 3600}, {"generation": "4", "type": "DDR"}),
+        ({"manufacturer": "WD", "sequentialWriteSpeed": 15000}, {"type": "SSD"}),
+        ({}, {"version": "4"}),
+    ]
+    assert [resource_label(item) for item in facts] == [
         "2 vCPU",
         "4 GiB RAM",
         "25 GiB storage (SSD)",
         "1 public IPv4",
     ]
+    assert resource_label(storage) == "25 GiB storage"  # without its facts, no kind
 
     assert vm.vcpu == 2
     assert vm.ram_mib == Decimal(4096)
@@ -221,7 +226,7 @@ def test_vm_is_immutable_and_does_not_share_the_input(example):
     with pytest.raises(TypeError):
         vm.raw["id"] = "x"  # type: ignore[index]
     with pytest.raises(TypeError):
-        vm.resources[0].details["model"] = "x"  # type: ignore[index]
+        vm.resource_facts[0].details["model"] = "x"  # type: ignore[index]
     with pytest.raises(TypeError):
         vm.raw["datacenter"]["tier"] = 1  # type: ignore[index]
     with pytest.raises(TypeError):
@@ -232,7 +237,7 @@ def test_vm_is_immutable_and_does_not_share_the_input(example):
     example["resources"][0]["details"]["model"] = "changed later"
     assert vm.name == "vm-name"
     assert vm.raw["vmName"] == "vm-name"
-    assert vm.resources[0].details["model"] == "7702p"
+    assert vm.resource_facts[0].details["model"] == "7702p"
 
 
 def test_a_list_handed_over_is_kept_without_a_copy_yet_read_only(example):
@@ -246,7 +251,7 @@ def test_a_list_handed_over_is_kept_without_a_copy_yet_read_only(example):
         with pytest.raises(TypeError):
             vm.raw["datacenter"]["tier"] = 1  # type: ignore[index]
         with pytest.raises(TypeError):
-            vm.resources[0].details["model"] = "x"  # type: ignore[index]
+            vm.resource_facts[0].details["model"] = "x"  # type: ignore[index]
         assert vm.raw_snapshot() == example and vm.raw_snapshot() is not vm.raw_snapshot()
     # What a caller may change afterwards: with copy=True (the default), nothing of the VMs.
     data[0]["vmName"] = "changed later"
@@ -574,8 +579,9 @@ def test_unknown_resource_types_are_kept(example):
         {"type": "gpu", "quantity": 2, "newField": {"x": 1}},
     )
     gpu, bandwidth, lower = vm.resources
-    assert (gpu.type, gpu.quantity, gpu.details["model"]) == ("GPU", Decimal(1), "H100")
-    assert gpu.metadata == {"manufacturer": "NVIDIA"}
+    assert (gpu.type, gpu.quantity) == ("GPU", Decimal(1))
+    assert vm.resource_facts[0].details == {"model": "H100"}
+    assert vm.resource_facts[0].metadata == {"manufacturer": "NVIDIA"}
     assert resource_label(gpu) == "1 GPU"
     assert resource_label(bandwidth) == "1000 Mbps network bandwidth"
     assert lower.type == "GPU"
@@ -587,7 +593,7 @@ def test_resources_absent_or_null(example):
     assert vm_with(example, resources=None).resources == ()
     vm = resource(example, {"type": "RAM", "quantity": None, "details": None, "metadata": None})
     assert vm.resources[0].quantity is None
-    assert vm.resources[0].details == {} and vm.resources[0].metadata == {}
+    assert vm.resource_facts[0].details == {} and vm.resource_facts[0].metadata == {}
 
 
 @pytest.mark.parametrize(
@@ -618,7 +624,8 @@ def test_hardware_facts_that_are_no_object_are_not_shown_and_the_resource_still_
     # The fast path reads them as the tolerant one does (each VM keeps its own JSON its own way).
     assert msgspec.structs.replace(decoded, _source=None) == msgspec.structs.replace(parsed, _source=None)
     assert parsed.ram_mib == 4096 and parsed.unreadable == ()
-    assert parsed.resources[0].details == {} and parsed.resources[0].metadata == {}
+    assert parsed.resource_facts[0].details == {} and parsed.resource_facts[0].metadata == {}
+    assert decoded.resource_facts == parsed.resource_facts
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
-from vms.fluence.models import Resource
+from vms.fluence.models import Resource, ResourceFacts
 
 MISSING = "—"
 
@@ -390,13 +390,16 @@ def format_utc(when: datetime | None) -> str:
 # --- resources -------------------------------------------------------------------------------------------
 
 
-def resource_label(resource: Resource) -> str:
-    """One resource as a person reads it: "2 vCPU", "4 GiB RAM", "25 GiB storage (SSD)", "1 public IPv4"."""
+def resource_label(resource: Resource | ResourceFacts) -> str:
+    """One resource as a person reads it: "2 vCPU", "4 GiB RAM", "25 GiB storage (SSD)", "1 public IPv4"
+    (the storage kind and the IP version from its facts, when given with them: Vm.resource_facts)."""
+    metadata = {}
+    if isinstance(resource, ResourceFacts):
+        resource, metadata = resource.resource, resource.metadata
     if not isinstance(resource, Resource):
         return MISSING
     type_ = (resource.type or "").upper()
     quantity = _decimal(resource.quantity)
-    metadata = resource.metadata or {}
     if type_ == "VCPU" and quantity is not None:
         return f"{_plain(quantity)} vCPU"
     mebibytes = resource.mebibytes if quantity is not None else None  # sized only from a showable quantity

@@ -433,8 +433,17 @@ def _instant(text: str | None) -> datetime | None:
     return None if text is None else parse_timestamp(text)
 
 
-def _facts(sent: object) -> Mapping[str, object]:
-    value = msgspec.json.decode(sent) if type(sent) is Raw else sent
+@dataclass(frozen=True, slots=True)
+class ResourceFacts:
+    """A resource and its free-form hardware facts, read-only; empty when Fluence sent none, or anything
+    but an object."""
+
+    resource: Resource
+    metadata: Mapping[str, object]
+    details: Mapping[str, object]
+
+
+def _facts(value: object) -> Mapping[str, object]:
     return freeze(value) if isinstance(value, dict) else EMPTY
 
 
@@ -447,28 +456,9 @@ class Resource(Struct, frozen=True, gc=False):
     quantity_sent: _QUANTITY_VALUE = wire(default=UNSET, name="quantity")
     unit: _TRIMMED | None = wire(default=None, name="units")
     supply_sent: _QUANTITY_VALUE = wire(default=UNSET, name="supply")
-    # Free-form hardware facts, kept as the JSON Fluence sent (a msgspec Raw: a view of the answer's bytes)
-    # and read when a page shows them, through `details` and `metadata`: only a VM's own page does. Read
-    # for every VM of every list, they were a third of the list's parse and of its freeing (at 1,000 VMs,
-    # 3 ms and 2 ms). Built in code or by the tolerant parser, they hold the decoded value instead.
-    details_sent: Raw = wire(default=None, name="details")
-    metadata_sent: Raw = wire(default=None, name="metadata")
-
-    def __hash__(self) -> int:  # the objects Fluence sent are not hashable: equal resources share these
-        return hash((self.type, self.quantity, self.unit))
-
-    def __eq__(self, other: object) -> bool:
-        # What a resource says, whichever way it was read (bytes as sent, or the value decoded from them).
-        if type(other) is not Resource:
-            return NotImplemented
-        return (
-            self.type == other.type
-            and self.quantity_sent == other.quantity_sent
-            and self.unit == other.unit
-            and self.supply_sent == other.supply_sent
-            and self.details == other.details
-            and self.metadata == other.metadata
-        )
+    # `details` and `metadata` (free-form hardware facts) are not kept here: only a VM's page shows them,
+    # and it reads them from the VM's own JSON (Vm.resource_facts). Read for every VM of every list, they
+    # were a third of the list's parse and of its freeing.
 
     @property
     def quantity(self) -> Decimal | None:
@@ -476,17 +466,6 @@ class Resource(Struct, frozen=True, gc=False):
         if amount is UNSET or amount is None or isinstance(amount, Decimal):  # a Decimal: built in code
             return None if amount is UNSET else amount
         return _quantity_of(amount)
-
-    @property
-    def details(self) -> Mapping[str, object]:
-        """The hardware details (`{"model": "7702p"}`), read-only; empty when Fluence sent none, or
-        anything but an object."""
-        return _facts(self.details_sent)
-
-    @property
-    def metadata(self) -> Mapping[str, object]:
-        """The resource's metadata (`{"type": "SSD"}`), read-only; empty as `details`."""
-        return _facts(self.metadata_sent)
 
     @property
     def mebibytes(self) -> Decimal | None:
@@ -682,6 +661,20 @@ class Vm(Struct, frozen=True, gc=False, kw_only=True, rename=_not_on_the_wire):
     def month_price(self) -> Decimal | None:
         """A month's price as Fluence set it (today's API); None where a month is a day's cost scaled."""
         return self.price_monthly_usd if self.generation == "b" else None
+
+    @property
+    def resource_facts(self) -> tuple[ResourceFacts, ...]:
+        """Each readable resource with its hardware facts, read from the VM's own JSON (for its page): the
+        items of `resources` that read as a resource, in order, as both parsers list them."""
+        items = self.raw.get("resources")
+        shown = []
+        for item in items if isinstance(items, list) else ():
+            try:
+                resource = parse_resource(item)
+            except BadResponse:
+                continue  # left out of `resources` too, and named in `unreadable`
+            shown.append(ResourceFacts(resource, _facts(item.get("metadata")), _facts(item.get("details"))))
+        return tuple(shown)
 
     def unreadable_field(self, *names: str) -> Unreadable | None:
         """The first of these fields (or a field inside one: "datacenter" covers "datacenter.tier") that
@@ -911,7 +904,7 @@ def _timestamp_text(obj: Mapping, name: str) -> str | None:
 
 
 def parse_resource(obj: object) -> Resource:
-    """One resource; it keeps its `details` and `metadata` objects (read-only copies on demand)."""
+    """One resource (its `details` and `metadata`: see Vm.resource_facts)."""
     if not isinstance(obj, dict):
         raise _bad("a resource is not an object")
     type_ = obj.get("type")
@@ -938,8 +931,6 @@ def parse_resource(obj: object) -> Resource:
         quantity_sent=sent.get("quantity", UNSET),
         supply_sent=sent.get("supply", UNSET),
         unit=units.strip() if units and units.strip() else None,
-        details_sent=obj.get("details"),
-        metadata_sent=obj.get("metadata"),
     )
 
 
