@@ -4,18 +4,11 @@
 import pytest
 import requests
 
+from tests.test_sandbox_b import Clock  # a clock the test moves by hand
 from vms.sandbox import SandboxServer, SandboxState
 
 A_KEY, B_KEY, BASE_KEY = "sbx_a_actions_account", "sbx_b_actions_account", "sbx_actions_baseline"
 TIMEOUT = 5
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1_796_026_364.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
